@@ -1,0 +1,55 @@
+# One entry point for people and CI. `make run` sets up and starts Unmask; `make test` tests it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared/data
+# In CI (CI=true) the test command also runs the tests marked slow.
+PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
+
+.PHONY: setup run scan test test-all lint format bench prepare train export evaluate clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(PY) -m detector scan $(SHARED)/videos --annotate var/annotated
+
+scan: setup
+	$(PY) -m detector scan $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_MARK)
+
+test-all: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+prepare: setup
+	$(PY) -m detector.training.prepare $(SHARED)/faces/dfdc $(SHARED)/faces/gan $(SHARED)/faces/diffusion \
+		$(SHARED)/faces/stargan $(SHARED)/faces/photoshop $(SHARED)/faces/utkface
+
+train: setup
+	$(PY) -m detector.training.train --run lite0-v1 --steps 2200 --minutes 70 --eval-every 550
+
+export: setup
+	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v1/best.pt --out models/unmask-lite0
+
+evaluate: setup
+	$(PY) -m detector.training.evaluate --model models/unmask-lite0
+
+clean:
+	rm -rf .pytest_cache .ruff_cache var

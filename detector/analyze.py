@@ -1,0 +1,267 @@
+"""Turning a photo or a video into a verdict: the pipeline every front end calls.
+
+``Analyzer`` holds the loaded face detector and model, so a worker or a long CLI scan pays their
+start-up once. Bad media raises the named errors from ``detector.errors``; a file where no face
+can be judged is a result with status ``no_face``, not an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .annotate import AnnotatedVideoWriter, Label, draw_labels, save_image
+from .classifier import Predictor
+from .config import Settings, get_settings
+from .faces import Face, FaceDetector, create_detector, crop_face
+from .media import detect_type, load_image
+from .results import AnalysisResult, FaceResult, FrameScore, TrackResult, verdict_for
+from .tracking import FaceTracker
+from .video import VideoInfo, iter_frames, probe_video, sample_times
+
+Progress = Callable[[str, float], None]
+
+
+def _no_progress(stage: str, fraction: float) -> None:
+    pass
+
+
+@dataclass
+class _FrameFaces:
+    index: int
+    time: float
+    faces: list[FaceResult]
+
+
+class Analyzer:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        detector: str | FaceDetector | None = None,
+        predictor: Predictor | None = None,
+        heatmaps: bool = False,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.predictor = predictor or Predictor(settings=self.settings)
+        if detector is None or isinstance(detector, str):
+            detector = create_detector(
+                detector or self.settings.face_detector, self.settings.min_detection_confidence
+            )
+        self.detector = detector
+        self.heatmaps = heatmaps
+
+    @property
+    def threshold(self) -> float:
+        return self.predictor.threshold
+
+    # -- faces -------------------------------------------------------------------------------
+    def score_faces(self, image: np.ndarray, faces: list[Face]) -> tuple[list[FaceResult], list[np.ndarray]]:
+        """Score every face big enough to judge; return the results and their crops."""
+        card = self.predictor.card
+        judged = [f for f in faces if f.size >= self.settings.min_face_size]
+        crops = [crop_face(image, f.box, card.crop_margin, card.input_size) for f in judged]
+        if self.heatmaps:
+            probs, cams = self.predictor.predict_with_heatmaps(crops)
+        else:
+            probs, cams = self.predictor.predict(crops), None
+        results, k = [], 0
+        for face in faces:
+            if face.size >= self.settings.min_face_size:
+                heat = None if cams is None else np.round(cams[k], 3).tolist()
+                results.append(FaceResult(face.box, face.confidence, float(probs[k]), heatmap=heat))
+                k += 1
+            else:
+                results.append(FaceResult(face.box, face.confidence, None, too_small=True))
+        return results, crops
+
+    def _labels(self, faces: list[FaceResult]) -> list[Label]:
+        return [Label(f.box, f.fake_probability, self.threshold, f.too_small) for f in faces]
+
+    # -- entry points ------------------------------------------------------------------------
+    def analyze(
+        self,
+        path: str | Path,
+        annotate_dir: Path | None = None,
+        every_frame: bool = False,
+        progress: Progress | None = None,
+    ) -> AnalysisResult:
+        media = detect_type(path, self.settings)
+        if media.kind == "image":
+            target = None if annotate_dir is None else Path(annotate_dir) / f"{Path(path).stem}.annotated.jpg"
+            return self.analyze_image(path, target, progress)
+        target = None if annotate_dir is None else Path(annotate_dir) / f"{Path(path).stem}.annotated.mp4"
+        return self.analyze_video(path, target, every_frame, progress)
+
+    def analyze_image(
+        self, path: str | Path, annotate_to: Path | None = None, progress: Progress | None = None
+    ) -> AnalysisResult:
+        progress = progress or _no_progress
+        started = time.perf_counter()
+        image = load_image(path, self.settings)
+        progress("faces", 0.0)
+        faces = self.detector.detect(image)
+        progress("scoring", 0.5)
+        results, _ = self.score_faces(image, faces)
+        scored = [f.fake_probability for f in results if f.fake_probability is not None]
+        result = AnalysisResult(
+            path=str(path),
+            kind="image",
+            status="ok" if scored else "no_face",
+            faces=results,
+            width=image.shape[1],
+            height=image.shape[0],
+            threshold=self.threshold,
+            model=self.predictor.card.version,
+        )
+        if scored:
+            result.fake_probability = max(scored)
+            result.verdict = verdict_for(result.fake_probability, self.threshold)
+        else:
+            result.message = _no_face_message(results, self.settings)
+        if annotate_to is not None:
+            progress("encoding", 0.9)
+            result.annotated_path = str(
+                save_image(draw_labels(image, self._labels(results)), Path(annotate_to))
+            )
+        result.seconds = time.perf_counter() - started
+        progress("done", 1.0)
+        return result
+
+    def analyze_video(
+        self,
+        path: str | Path,
+        annotate_to: Path | None = None,
+        every_frame: bool = False,
+        progress: Progress | None = None,
+    ) -> AnalysisResult:
+        """Sample frames (or take all), detect, track, score; optionally render the annotated copy.
+
+        Pass one decodes and scores; when annotating it also detects on every frame, so that
+        pass two (decode, draw, encode) has a box on every frame without detecting again.
+        """
+        progress = progress or _no_progress
+        started = time.perf_counter()
+        info = probe_video(path, self.settings)
+        targets = sample_times(info, self.settings.sample_frames)
+        tracker = FaceTracker()
+        frames: list[_FrameFaces] = []
+        timeline: list[FrameScore] = []
+        k = 0
+        half = 0.5 / max(info.fps, 1.0)
+        total = max(info.frames, 1)
+        for frame in iter_frames(path, info, self.settings):
+            sampled = every_frame or (k < len(targets) and frame.time + half >= targets[k])
+            while k < len(targets) and targets[k] <= frame.time + half:
+                k += 1
+            if not (sampled or annotate_to is not None):
+                continue
+            faces = self.detector.detect(frame.image)
+            ids = tracker.update(frame.time, [f.box for f in faces])
+            if sampled:
+                results, _ = self.score_faces(frame.image, faces)
+                scores = [r.fake_probability for r in results if r.fake_probability is not None]
+                timeline.append(FrameScore(frame.index, frame.time, max(scores) if scores else None))
+            else:
+                results = [
+                    FaceResult(f.box, f.confidence, None, too_small=f.size < self.settings.min_face_size)
+                    for f in faces
+                ]
+            for r, tid in zip(results, ids, strict=True):
+                r.track_id = tid
+                if sampled and r.fake_probability is not None:
+                    tracker.get(tid).scores.append(r.fake_probability)
+            frames.append(_FrameFaces(frame.index, frame.time, results))
+            progress("faces", min(0.99, (frame.index + 1) / total) * (0.6 if annotate_to else 0.95))
+        tracks = self._aggregate(tracker)
+        result = AnalysisResult(
+            path=str(path),
+            kind="video",
+            status="ok",
+            tracks=tracks,
+            timeline=timeline,
+            frames_analyzed=len(timeline),
+            width=info.width,
+            height=info.height,
+            duration=info.duration,
+            fps=info.fps,
+            threshold=self.threshold,
+            model=self.predictor.card.version,
+        )
+        judged = [t for t in tracks if t.fake_probability is not None]
+        if judged:
+            best = max(judged, key=lambda t: t.fake_probability)
+            result.fake_probability = best.fake_probability
+            result.verdict = verdict_for(best.fake_probability, self.threshold)
+            result.faces = [FaceResult(t.box, 1.0, t.fake_probability, track_id=t.track_id) for t in judged]
+        else:
+            result.status = "no_face"
+            result.message = "no face large enough to judge was found in the sampled frames"
+        if annotate_to is not None:
+            self._render(path, info, frames, tracker, Path(annotate_to), progress)
+            result.annotated_path = str(annotate_to)
+        result.seconds = time.perf_counter() - started
+        progress("done", 1.0)
+        return result
+
+    def _aggregate(self, tracker: FaceTracker) -> list[TrackResult]:
+        """Per-person scores; tracks scored in too few frames are dropped as detector noise."""
+        scored = [t for t in tracker.tracks if t.scores]
+        most = max((len(t.scores) for t in scored), default=0)
+        keep = [t for t in scored if len(t.scores) >= max(1, min(3, int(0.25 * most)))]
+        out = []
+        for t in sorted(keep, key=lambda t: -len(t.scores)):
+            p = float(np.mean(t.scores))
+            out.append(
+                TrackResult(
+                    t.track_id,
+                    p,
+                    verdict_for(p, self.threshold),
+                    len(t.scores),
+                    t.first_time,
+                    t.last_time,
+                    t.largest_box or t.last_box,
+                )
+            )
+        return out
+
+    def _render(
+        self,
+        path,
+        info: VideoInfo,
+        frames: list[_FrameFaces],
+        tracker: FaceTracker,
+        target: Path,
+        progress: Progress,
+    ) -> None:
+        """Second pass: every frame with its boxes, labelled with the person's latest score."""
+        by_index = {f.index: f for f in frames}
+        latest: dict[int, float] = {}
+        first_score = {t.track_id: t.scores[0] for t in tracker.tracks if t.scores}
+        total = max(info.frames, 1)
+        with AnnotatedVideoWriter(
+            target, info.width, info.height, info.fps, audio_from=Path(path) if info.has_audio else None
+        ) as writer:
+            for frame in iter_frames(path, info, self.settings):
+                labels = []
+                entry = by_index.get(frame.index)
+                for face in entry.faces if entry else []:
+                    tid = face.track_id
+                    if face.fake_probability is not None:
+                        latest[tid] = face.fake_probability
+                    score = latest.get(tid, first_score.get(tid))
+                    labels.append(Label(face.box, score, self.threshold, face.too_small))
+                writer.write(draw_labels(frame.image, labels) if labels else frame.image)
+                if frame.index % 10 == 0:
+                    progress("encoding", 0.6 + 0.39 * min(1.0, (frame.index + 1) / total))
+
+
+def _no_face_message(results: list[FaceResult], settings: Settings) -> str:
+    if results:
+        return (
+            f"{len(results)} face(s) found, all smaller than {settings.min_face_size} px: too small to judge"
+        )
+    return "no face was found"

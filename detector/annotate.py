@@ -1,0 +1,165 @@
+"""Drawing verdicts on pictures and writing annotated video that plays in a browser.
+
+Green box for real, red for fake, the fake probability on the box; grey for faces too small to
+judge. Video goes out as H.264 (yuv420p, even dimensions, moov atom first) with the source's
+audio copied when it is AAC and re-encoded to AAC otherwise, which every browser plays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+GREEN = (40, 200, 70)
+RED = (230, 40, 40)
+GREY = (160, 160, 160)
+
+
+@dataclass
+class Label:
+    box: tuple[int, int, int, int]
+    fake_probability: float | None
+    threshold: float
+    too_small: bool = False
+
+
+def _style(label: Label) -> tuple[tuple[int, int, int], str]:
+    p = label.fake_probability
+    if label.too_small:
+        return GREY, "too small"
+    if p is None:
+        return GREY, "face"
+    if p >= label.threshold:
+        return RED, f"FAKE {p:.2f}"
+    return GREEN, f"REAL {p:.2f}"
+
+
+def draw_labels(image: np.ndarray, labels: list[Label]) -> np.ndarray:
+    """A copy of ``image`` (RGB) with each face boxed and scored."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    thick = max(2, round(min(h, w) / 300))
+    font_scale = max(0.45, min(h, w) / 900)
+    for label in labels:
+        color, text = _style(label)
+        x, y, bw, bh = label.box
+        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thick - 1))
+        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
+        cv2.rectangle(out, (x, ty - th - base), (x + tw + 6, ty + base - 2), color, -1)
+        cv2.putText(
+            out,
+            text,
+            (x + 3, ty - 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (255, 255, 255),
+            max(1, thick - 1),
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def save_image(image: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+class AnnotatedVideoWriter:
+    """H.264 MP4 writer; pass the source path to carry its audio across."""
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        audio_from: Path | None = None,
+        crf: int = 23,
+        preset: str = "veryfast",
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.width, self.height = width - width % 2, height - height % 2
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+        self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        self._video = self._out.add_stream("libx264", rate=rate)
+        self._video.width, self._video.height = self.width, self.height
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(crf), "preset": preset}
+        self._video.codec_context.time_base = 1 / rate
+        self._frames = 0
+        self._audio_in = self._audio_out = self._resampler = None
+        if audio_from is not None:
+            self._open_audio(Path(audio_from))
+
+    def _open_audio(self, source: Path) -> None:
+        src = av.open(str(source), metadata_errors="ignore")
+        if not src.streams.audio:
+            src.close()
+            return
+        in_stream = src.streams.audio[0]
+        self._audio_in = (src, in_stream)
+        if in_stream.codec_context.name == "aac":
+            self._audio_out = self._out.add_stream_from_template(in_stream)
+        else:
+            rate = in_stream.codec_context.sample_rate or 44100
+            self._audio_out = self._out.add_stream("aac", rate=rate)
+            self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+
+    def write(self, image: np.ndarray) -> None:
+        if image.shape[1] != self.width or image.shape[0] != self.height:
+            image = image[: self.height, : self.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = self._frames
+        self._frames += 1
+        for packet in self._video.encode(frame):
+            self._out.mux(packet)
+
+    def _copy_audio(self) -> None:
+        src, in_stream = self._audio_in
+        try:
+            if self._resampler is None:
+                for packet in src.demux(in_stream):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = self._audio_out
+                    self._out.mux(packet)
+            else:
+                for frame in src.decode(in_stream):
+                    for resampled in self._resampler.resample(frame):
+                        for packet in self._audio_out.encode(resampled):
+                            self._out.mux(packet)
+                for packet in self._audio_out.encode(None):
+                    self._out.mux(packet)
+        except av.error.FFmpegError:
+            pass  # a damaged audio track must not cost the user the annotated video
+        finally:
+            src.close()
+
+    def close(self) -> None:
+        for packet in self._video.encode():
+            self._out.mux(packet)
+        if self._audio_in is not None:
+            self._copy_audio()
+        self._out.close()
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            try:
+                self._out.close()
+            finally:
+                self.path.unlink(missing_ok=True)

@@ -1,0 +1,131 @@
+"""Scoring face crops with the exported model in ONNX Runtime (no torch at serving time).
+
+The model card beside the weights is the single source of preprocessing truth (input size,
+mean, std, crop margin, threshold): the trainer writes it, the exporter copies it and this module
+reads it, so serving can never normalise differently from training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings, get_settings
+from .errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    architecture: str
+    file: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_margin: float
+    threshold: float
+    face_detector: str = "blazeface"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelCard:
+        path = Path(model_dir) / "card.json"
+        if not path.exists():
+            raise ModelNotFound(f"Model card not found: {path}")
+        data = json.loads(path.read_text())
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "extra"}
+        try:
+            card = cls(**known, extra={k: v for k, v in data.items() if k not in known})
+        except TypeError as exc:
+            raise ModelNotFound(f"Model card {path} is incomplete: {exc}") from None
+        return card
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+class Predictor:
+    """Loads the ONNX model once and scores batches of RGB uint8 crops.
+
+    ``predict`` returns the fake probability per crop; ``predict_with_heatmaps`` also returns the
+    class activation map from the same forward pass (each cell's own fake probability).
+    """
+
+    def __init__(self, model_dir: Path | None = None, settings: Settings | None = None, batch_size: int = 16):
+        self.settings = settings or get_settings()
+        self.model_dir = Path(model_dir or self.settings.model_dir)
+        self.card = ModelCard.load(self.model_dir)
+        self.batch_size = batch_size
+        self._session = None
+        self._lock = threading.Lock()
+        self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.array(self.card.std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    def load(self):
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._create_session()
+        return self._session
+
+    def _create_session(self):
+        import onnxruntime as ort
+
+        path = self.model_dir / self.card.file
+        if not path.exists():
+            raise ModelNotFound(f"Model file not found: {path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.settings.threads:
+            opts.intra_op_num_threads = self.settings.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        log.info("loaded %s (%s) threads=%s", path.name, self.card.version, self.settings.threads or "auto")
+        return session
+
+    def preprocess(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        batch = np.stack([np.asarray(c) for c in crops]).astype(np.float32) / 255.0
+        if batch.shape[1:3] != (self.input_size, self.input_size):
+            raise ValueError(f"crops must be {self.input_size}x{self.input_size}, got {batch.shape[1:3]}")
+        batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray((batch - self._mean) / self._std, dtype=np.float32)
+
+    def _run(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        session = self.load()
+        logits, cams = [], []
+        for start in range(0, len(crops), self.batch_size):
+            x = self.preprocess(crops[start : start + self.batch_size])
+            logit, cam = session.run(["logit", "cam"], {"image": x})
+            logits.append(logit[:, 0])
+            cams.append(cam[:, 0])
+        return np.concatenate(logits), np.concatenate(cams)
+
+    def predict(self, crops) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros(0, dtype=np.float32)
+        logits, _ = self._run(crops)
+        return _sigmoid(logits).astype(np.float32)
+
+    def predict_with_heatmaps(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        if len(crops) == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros((0, 1, 1), dtype=np.float32)
+        logits, cams = self._run(crops)
+        return _sigmoid(logits).astype(np.float32), _sigmoid(cams).astype(np.float32)

@@ -1,0 +1,124 @@
+"""``python -m detector scan PATH...``: score photos and videos from a terminal.
+
+One bad file never stops a scan: it becomes a row with status ``error`` and the exit status
+is 1 at the end (2 for bad usage). ``--json`` prints exactly one JSON object per file per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import get_settings
+from .errors import UnmaskError
+from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .results import AnalysisResult
+
+log = logging.getLogger("detector")
+
+
+def expand(paths: list[str]) -> Iterator[Path]:
+    """Files as given, and folders walked recursively for media by extension, sorted."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                    yield child
+        else:
+            yield path
+
+
+def _kind_guess(path: Path) -> str:
+    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def scan_one(analyzer, path: Path, annotate: Path | None, every_frame: bool) -> AnalysisResult:
+    try:
+        return analyzer.analyze(path, annotate_dir=annotate, every_frame=every_frame)
+    except UnmaskError as exc:
+        return AnalysisResult(str(path), _kind_guess(path), "error", error=str(exc), error_code=exc.code)
+    except Exception as exc:
+        log.debug("unexpected failure on %s", path, exc_info=True)
+        return AnalysisResult(
+            str(path),
+            _kind_guess(path),
+            "error",
+            error=f"unexpected error while reading the file ({type(exc).__name__})",
+            error_code="internal",
+        )
+
+
+def _table_row(r: AnalysisResult) -> str:
+    verdict = (r.verdict or r.status).upper() if r.status != "error" else "ERROR"
+    score = "" if r.fake_probability is None else f"{r.fake_probability:.3f}"
+    detail = r.error if r.status == "error" else (r.message or "")
+    if r.kind == "video" and r.status != "error":
+        detail = f"{r.frames_analyzed} frames, {len(r.tracks)} person(s)" + (f"; {detail}" if detail else "")
+    elif r.status == "ok":
+        detail = f"{len(r.faces)} face(s)"
+    return f"{verdict:<8} {score:>6}  {r.kind:<5}  {r.path}  {detail}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m detector", description="Unmask: deepfake detection for photos and videos."
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="analyse photos and videos (files or folders)")
+    scan.add_argument("paths", nargs="+", metavar="PATH")
+    scan.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    scan.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies into DIR")
+    scan.add_argument("--face-detector", choices=["blazeface", "haar"], default=None)
+    scan.add_argument("--every-frame", action="store_true", help="analyse every video frame, not a sample")
+    scan.add_argument("--model", type=Path, default=None, help="model folder (card.json + model.onnx)")
+    scan.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from .analyze import Analyzer
+    from .classifier import Predictor
+
+    settings = get_settings()
+    try:
+        predictor = Predictor(args.model, settings)
+        predictor.load()
+        analyzer = Analyzer(settings, detector=args.face_detector, predictor=predictor)
+    except UnmaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    files = list(expand(args.paths))
+    if not files:
+        print("error: no image or video files found", file=sys.stderr)
+        return 2
+    bar = None
+    if sys.stderr.isatty() and len(files) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit="file", file=sys.stderr)
+    failed = 0
+    if not args.json:
+        print(f"{'VERDICT':<8} {'P(FAKE)':>6}  KIND   PATH")
+    for path in files:
+        result = scan_one(analyzer, path, args.annotate, args.every_frame)
+        failed += result.status == "error"
+        line = json.dumps(result.to_json()) if args.json else _table_row(result)
+        if bar is not None:
+            bar.write(line, file=sys.stdout)
+            bar.update(1)
+        else:
+            print(line, flush=True)
+    if bar is not None:
+        bar.close()
+    return 1 if failed else 0

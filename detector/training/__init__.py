@@ -1,0 +1,1 @@
+"""Training, export and evaluation of the Unmask classifier. Needs torch; serving never imports it."""

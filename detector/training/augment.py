@@ -1,0 +1,66 @@
+"""Training augmentations on uint8 RGB crops, applied to every class alike.
+
+Sources differ in compression, scale and colour (FFHQ is pristine, some fakes were cut from
+figures): randomising all of these for real and fake alike stops the model from learning the
+file instead of the face. Pure numpy/OpenCV (no torchvision on this stack).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        return image
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+
+
+def rescale(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(8, int(w * factor)), max(8, int(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    interp = cv2.INTER_LINEAR if np.random.default_rng().random() < 0.5 else cv2.INTER_CUBIC
+    return cv2.resize(small, (w, h), interpolation=interp)
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
+    img = image.astype(np.float32)
+    img = img * rng.uniform(1 - strength, 1 + strength)  # brightness
+    mean = img.mean()
+    img = (img - mean) * rng.uniform(1 - strength, 1 + strength) + mean  # contrast
+    grey = img.mean(axis=2, keepdims=True)
+    img = (img - grey) * rng.uniform(1 - strength, 1 + strength) + grey  # saturation
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def shift_scale(image: np.ndarray, rng: np.random.Generator, scale=(0.9, 1.1), shift=0.05) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = rng.uniform(*scale)
+    tx, ty = rng.uniform(-shift, shift, size=2) * (w, h)
+    m = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], dtype=np.float32)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The training transform: geometry, colour, resolution, blur, noise, then JPEG 30..100."""
+    img = image
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.5:
+        img = shift_scale(img, rng)
+    if rng.random() < 0.8:
+        img = color_jitter(img, rng)
+    if rng.random() < 0.3:
+        img = rescale(img, rng.uniform(0.35, 0.9))
+    if rng.random() < 0.15:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.5))
+    if rng.random() < 0.15:
+        noise = rng.normal(0, rng.uniform(2, 8), img.shape)
+        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.9:
+        img = jpeg(img, int(rng.integers(30, 101)))
+    return np.ascontiguousarray(img)

@@ -1,0 +1,115 @@
+"""Export a trained checkpoint to ONNX with its model card, and check the two agree.
+
+    python -m detector.training.export ~/.cache/unmask/runs/lite0-v1/best.pt --out models/unmask-lite0
+
+The ONNX graph has one input ``image`` (N x 3 x S x S, normalised as the card says) and two
+outputs: ``logit`` (N x 1) and ``cam`` (N x 1 x h x w, the class activation map).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..faces import DETECTION_BORDER
+from .model import ARCHS, MEAN, STD, LogitAndCam, create_model
+from .prepare import CROP_MARGIN
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = create_model(ckpt["arch"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
+
+
+def export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
+    wrapper = LogitAndCam(model).eval()
+    dummy = torch.zeros(1, 3, size, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        wrapper,
+        dummy,
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["image"],
+        output_names=["logit", "cam"],
+        dynamic_axes={"image": {0: "batch"}, "logit": {0: "batch"}, "cam": {0: "batch"}},
+    )
+    wrapper.eval()  # export leaves modules in training mode
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, size: int) -> float:
+    """Largest absolute logit difference between torch and ONNX Runtime on random inputs."""
+    import onnxruntime as ort
+
+    model.eval()
+    x = torch.randn(4, 3, size, size)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(["logit"], {"image": x.numpy()})[0]
+    return float(np.abs(expected - got).max())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("models/unmask-lite0"))
+    ap.add_argument("--name", default="unmask-lite0")
+    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    args = ap.parse_args(argv)
+
+    model, ckpt = load_checkpoint(args.checkpoint)
+    size = ckpt.get("size") or ARCHS[ckpt["arch"]].input_size
+    onnx_path = args.out / "model.onnx"
+    export_onnx(model, size, onnx_path)
+    diff = check_parity(model, onnx_path, size)
+    if diff > 1e-3:
+        raise SystemExit(f"ONNX and torch disagree by {diff:.5f} on the logit")
+    card_path = args.out / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    train_args = ckpt.get("args", {})
+    card.update(
+        {
+            "name": args.name,
+            "version": args.version,
+            "architecture": ARCHS[ckpt["arch"]].name,
+            "file": onnx_path.name,
+            "input_size": size,
+            "mean": list(MEAN),
+            "std": list(STD),
+            "crop_margin": CROP_MARGIN,
+            "detection_border": DETECTION_BORDER,
+            "face_detector": "blazeface",
+            "threshold": args.threshold,
+            "outputs": {
+                "logit": "fake logit, sigmoid gives P(fake)",
+                "cam": "class activation map, sigmoid per cell",
+            },
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "file_bytes": onnx_path.stat().st_size,
+            "onnx_parity_max_abs_logit_diff": diff,
+            "training": {
+                "run": train_args.get("run"),
+                "steps": ckpt["state"]["step"],
+                "minutes": round(ckpt["state"]["seconds"] / 60, 1),
+                "best_val_auc": ckpt["state"].get("best_auc"),
+                "args": train_args,
+            },
+        }
+    )
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps({"onnx": str(onnx_path), "bytes": onnx_path.stat().st_size, "parity": diff}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

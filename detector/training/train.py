@@ -1,0 +1,333 @@
+"""Fine-tune an EfficientNet-Lite on the prepared crops: resumable, CPU-sized, optional SBI and KD.
+
+    python -m detector.training.train --run lite0-base --arch lite0 --minutes 55
+
+Every ``--ckpt-every`` steps the run saves model, optimiser and sampler state under
+``~/.cache/unmask/runs/<run>/``; rerunning the same command resumes where it stopped. The
+best checkpoint by validation AUC is kept as ``best.pt`` for export.
+
+Loss: ``(1 - alpha) * BCE(student, label) + alpha * T^2 * BCE(student / T, sigmoid(teacher / T))``
+when ``--teacher`` is given (knowledge distillation), plain BCE otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .augment import augment
+from .model import ARCHS, MEAN, STD, create_model, freeze_stem
+from .prepare import DEFAULT_CACHE
+from .sbi import self_blend
+
+RUNS = Path(os.environ.get("UNMASK_RUNS", Path.home() / ".cache" / "unmask" / "runs"))
+
+
+def read_manifest(cache: Path) -> list[dict]:
+    with (cache / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["row"], r["label"] = int(r["row"]), int(r["label"])
+    return rows
+
+
+class CropSet(Dataset):
+    """Crops from the cache; indices past the end are self-blended fakes made from real crops."""
+
+    def __init__(
+        self,
+        cache: Path,
+        rows: list[dict],
+        train: bool,
+        size: int,
+        sbi_rows: list[dict] | None = None,
+        seed: int = 0,
+    ):
+        self.cache, self.rows, self.train, self.size = cache, rows, train, size
+        self.sbi_rows = sbi_rows or []
+        self.seed = seed
+        self._arrays: dict[str, np.ndarray] = {}
+        self._marks: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.sbi_rows)
+
+    def _array(self, source: str) -> np.ndarray:
+        if source not in self._arrays:
+            self._arrays[source] = np.load(self.cache / f"{source}.npy", mmap_mode="r")
+        return self._arrays[source]
+
+    def _landmarks(self, source: str, row: int) -> np.ndarray | None:
+        if source not in self._marks:
+            path = self.cache / f"{source}_landmarks.npy"
+            self._marks[source] = np.load(path, mmap_mode="r") if path.exists() else None
+        marks = self._marks[source]
+        return None if marks is None else np.asarray(marks[row], dtype=np.float32)
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, index, time.perf_counter_ns()) if self.train else index)
+        if index < len(self.rows):
+            r = self.rows[index]
+            image, label = np.asarray(self._array(r["source"])[r["row"]]), r["label"]
+        else:
+            r = self.sbi_rows[index - len(self.rows)]
+            base = np.asarray(self._array(r["source"])[r["row"]])
+            image, label = self_blend(base, self._landmarks(r["source"], r["row"]), rng), 1
+        if self.train:
+            image = augment(image, rng)
+        if image.shape[0] != self.size:
+            import cv2
+
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        return to_tensor(image), torch.tensor([float(label)])
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255)
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def balanced_weights(rows: list[dict], sbi_rows: list[dict], sbi_share: float) -> torch.Tensor:
+    """Half real, half fake; inside each, every source weighs the same; SBI takes ``sbi_share`` of fakes."""
+    cells = Counter((r["label"], r["source"]) for r in rows)
+    sources_per_label = Counter(label for label, _ in cells)
+    fake_share = 0.5 * (1 - sbi_share) if sbi_rows else 0.5
+    weights = []
+    for r in rows:
+        share = 0.5 if r["label"] == 0 else fake_share
+        weights.append(share / sources_per_label[r["label"]] / cells[(r["label"], r["source"])])
+    if sbi_rows:
+        weights += [0.5 * sbi_share / len(sbi_rows)] * len(sbi_rows)
+    return torch.tensor(weights, dtype=torch.double)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum formula (ties averaged)."""
+    labels = np.asarray(labels)
+    pos, neg = labels == 1, labels == 0
+    if pos.sum() == 0 or neg.sum() == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader) -> np.ndarray:
+    model.eval()
+    out = []
+    for x, _ in loader:
+        out.append(torch.sigmoid(model(x.contiguous(memory_format=torch.channels_last))).squeeze(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def select(rows: list[dict], split: str, sources: set[str] | None, exclude: set[str]) -> list[dict]:
+    keep = []
+    for r in rows:
+        if r["split"] != split:
+            continue
+        if sources and r["source"] not in sources:
+            continue
+        if (
+            r["source"] in exclude
+            or f"{r['source']}:{r['generator']}" in exclude
+            or (r["label"] == 1 and f"{r['source']}:fake" in exclude)
+        ):
+            continue
+        keep.append(r)
+    return keep
+
+
+def train(args: argparse.Namespace) -> Path:
+    torch.set_num_threads(args.threads)
+    run_dir = RUNS / args.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache)
+    rows = read_manifest(cache)
+    sources = set(args.sources.split(",")) if args.sources else None
+    exclude = set(args.exclude.split(",")) if args.exclude else set()
+    train_rows = select(rows, "train", sources, exclude)
+    val_rows = select(rows, "val", sources, set())
+    sbi_rows = [r for r in train_rows if r["label"] == 0] if args.sbi > 0 else []
+    if args.sbi_only:
+        train_rows = [r for r in train_rows if r["label"] == 0]
+    size = args.size or ARCHS[args.arch].input_size
+    train_set = CropSet(cache, train_rows, True, size, sbi_rows, seed=args.seed)
+    weights = balanced_weights(train_rows, sbi_rows, args.sbi if not args.sbi_only else 1.0)
+    val_set = CropSet(cache, val_rows[:: max(1, len(val_rows) // args.val_max)], False, size)
+
+    model = create_model(args.arch).to(memory_format=torch.channels_last)
+    frozen = freeze_stem(model, args.freeze_blocks)
+    head = [p for n, p in model.named_parameters() if n.startswith("_fc") and p.requires_grad]
+    body = [p for n, p in model.named_parameters() if not n.startswith("_fc") and p.requires_grad]
+    opt = torch.optim.AdamW(
+        [{"params": body, "lr": args.lr}, {"params": head, "lr": args.lr * 5}], weight_decay=1e-4
+    )
+    total_steps = args.steps
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    teacher = None
+    if args.teacher:
+        ckpt = torch.load(args.teacher, map_location="cpu", weights_only=False)
+        teacher = create_model(ckpt["arch"], pretrained=False)
+        teacher.load_state_dict(ckpt["model"])
+        teacher.eval().to(memory_format=torch.channels_last)
+        teacher_size = ckpt.get("size") or ARCHS[ckpt["arch"]].input_size
+
+    state = {"step": 0, "best_auc": -1.0, "history": [], "seconds": 0.0}
+    last = run_dir / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        state = ckpt["state"]
+        print(f"resumed {args.run} at step {state['step']}", flush=True)
+    (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
+
+    def save(path: Path, extra: dict | None = None) -> None:
+        payload = {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "state": state,
+            "arch": args.arch,
+            "size": size,
+            "args": vars(args),
+        }
+        payload.update(extra or {})
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    def evaluate() -> float:
+        loader = DataLoader(val_set, batch_size=64, num_workers=1)
+        scores = predict(model, loader)
+        labels = np.array([r["label"] for r in val_set.rows])
+        return auc(labels, scores)
+
+    sampler_gen = torch.Generator().manual_seed(args.seed + state["step"])
+    sampler = torch.utils.data.WeightedRandomSampler(
+        weights, num_samples=(total_steps - state["step"]) * args.batch, generator=sampler_gen
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=args.batch,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=False,
+    )
+    model.train()
+    for m in frozen:
+        m.eval()
+    started = time.time() - state["seconds"]
+    deadline = time.time() + args.minutes * 60 if args.minutes else None
+    t_log = time.time()
+    for x, y in loader:
+        step = state["step"]
+        if step >= total_steps:
+            break
+        warm = min(1.0, (step + 1) / args.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * step / total_steps))
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = lr * warm * (0.02 + 0.98 * cosine)
+        x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        if teacher is not None:
+            with torch.no_grad():
+                xt = (
+                    x
+                    if teacher_size == size
+                    else F.interpolate(x, size=teacher_size, mode="bilinear", align_corners=False)
+                )
+                soft = torch.sigmoid(teacher(xt) / args.temperature)
+            kd = F.binary_cross_entropy_with_logits(logits / args.temperature, soft) * args.temperature**2
+            loss = (1 - args.alpha) * loss + args.alpha * kd
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] = step + 1
+        state["seconds"] = time.time() - started
+        if state["step"] % 20 == 0:
+            rate = 20 * args.batch / (time.time() - t_log)
+            t_log = time.time()
+            print(
+                f"step {state['step']}/{total_steps} loss {loss.item():.4f} {rate:.1f} img/s elapsed {state['seconds'] / 60:.1f} min",
+                flush=True,
+            )
+        if state["step"] % args.eval_every == 0 or state["step"] == total_steps:
+            val_auc = evaluate()
+            model.train()
+            for m in frozen:
+                m.eval()
+            state["history"].append(
+                {"step": state["step"], "val_auc": val_auc, "minutes": round(state["seconds"] / 60, 1)}
+            )
+            print(f"eval step {state['step']} val_auc {val_auc:.4f}", flush=True)
+            if val_auc > state["best_auc"]:
+                state["best_auc"] = val_auc
+                save(run_dir / "best.pt")
+        if state["step"] % args.ckpt_every == 0:
+            save(last)
+        if deadline and time.time() > deadline:
+            print("time budget reached; rerun the same command to continue", flush=True)
+            save(last)
+            break
+    save(last)
+    if not (run_dir / "best.pt").exists():
+        save(run_dir / "best.pt")
+    (run_dir / "summary.json").write_text(json.dumps(state, indent=2))
+    return run_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run name; checkpoints go to ~/.cache/unmask/runs/<run>")
+    ap.add_argument("--arch", default="lite0", choices=sorted(ARCHS))
+    ap.add_argument("--size", type=int, default=0, help="input size (default: the architecture's)")
+    ap.add_argument("--cache", default=str(DEFAULT_CACHE))
+    ap.add_argument("--sources", default="", help="comma list of sources to train on (default all)")
+    ap.add_argument(
+        "--exclude", default="", help="withhold sources, 'source:generator' or 'source:fake' (leave-one-out)"
+    )
+    ap.add_argument("--sbi", type=float, default=0.3, help="share of fakes that are self-blended (0 = off)")
+    ap.add_argument("--sbi-only", action="store_true", help="no real fakes at all: reals and SBI only")
+    ap.add_argument("--teacher", default="", help="checkpoint of a trained teacher for distillation")
+    ap.add_argument("--alpha", type=float, default=0.25)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--freeze-blocks", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=400)
+    ap.add_argument("--ckpt-every", type=int, default=50)
+    ap.add_argument("--val-max", type=int, default=1500)
+    ap.add_argument("--minutes", type=float, default=0, help="stop (resumably) after this many minutes")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(build_parser().parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

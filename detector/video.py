@@ -1,0 +1,184 @@
+"""Reading video frames with PyAV: probing, limits, rotation, and sampling by timestamp.
+
+Frames come from generators so callers can report progress and memory stays flat whatever the
+length. Phone videos store their orientation as a display matrix; frames are rotated upright
+here so that face detection, the crops and the annotated output all see what a viewer sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .config import Settings, get_settings
+from .errors import CorruptMedia, MediaTooLarge, MediaTooLong, UnsupportedMedia
+from .media import detect_type
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # upright (after rotation)
+    height: int
+    fps: float
+    duration: float
+    frames: int  # from the container, or counted from packets when it does not say
+    rotation: int  # degrees counter-clockwise, as stored in the display matrix
+    has_audio: bool
+    codec: str
+
+
+@dataclass
+class Frame:
+    index: int
+    time: float
+    image: np.ndarray  # RGB uint8, upright
+
+
+def _first_frame_rotation(path: Path) -> int:
+    """The display-matrix rotation, which PyAV exposes per decoded frame; decoding one frame
+    also proves early that the stream is decodable at all."""
+    with _open(path) as container:
+        try:
+            for frame in container.decode(video=0):
+                return round(frame.rotation or 0)
+        except av.error.FFmpegError as exc:
+            raise CorruptMedia(f"no frame could be decoded: {exc}") from None
+    raise CorruptMedia("the video contains no decodable frame")
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Rotate by the display matrix's counter-clockwise angle (multiples of 90 degrees)."""
+    turns = round(rotation / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def _open(path: Path):
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError) as exc:
+        raise CorruptMedia(f"the video cannot be opened (corrupt or truncated): {exc}") from None
+    except av.error.FFmpegError as exc:
+        raise CorruptMedia(f"the video cannot be opened: {exc}") from None
+
+
+def probe_video(path: str | Path, settings: Settings | None = None) -> VideoInfo:
+    """Read the container header and enforce the limits before any frame is decoded."""
+    settings = settings or get_settings()
+    path = Path(path)
+    media = detect_type(path, settings)
+    if media.kind != "video":
+        raise UnsupportedMedia(f"expected a video, found a {media.format} image")
+    with _open(path) as container:
+        if not container.streams.video:
+            raise UnsupportedMedia("the file has no video track")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise CorruptMedia("the video track has no frame size")
+        if width * height > settings.max_video_frame_pixels:
+            raise MediaTooLarge(
+                f"video frames are {width}x{height}; the limit is "
+                f"{settings.max_video_frame_pixels / 1e6:.1f} megapixels per frame"
+            )
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        frames = int(stream.frames or 0)
+        if duration > settings.max_video_seconds:
+            raise MediaTooLong(
+                f"the video runs {duration:.0f} s; the limit is {settings.max_video_seconds:.0f} s"
+            )
+        if frames > settings.max_video_frames:
+            raise MediaTooLarge(f"the video has {frames} frames; the limit is {settings.max_video_frames}")
+        if not frames or not duration:
+            frames, duration = _count_packets(container, stream, settings)
+        if fps <= 0 or fps > 1000:
+            fps = frames / duration if duration else 0.0
+        has_audio = bool(container.streams.audio)
+        codec = stream.codec_context.name
+    rotation = _first_frame_rotation(path)
+    if rotation % 180:
+        width, height = height, width
+    return VideoInfo(width, height, fps, duration, frames, rotation, has_audio, codec)
+
+
+def _count_packets(container, stream, settings: Settings) -> tuple[int, float]:
+    count, last = 0, 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            count += 1
+            if count > settings.max_video_frames:
+                raise MediaTooLarge(f"the video has more than {settings.max_video_frames} frames")
+            if packet.pts is not None and packet.time_base is not None:
+                last = max(last, float(packet.pts * packet.time_base))
+            if last > settings.max_video_seconds:
+                raise MediaTooLong(f"the video runs longer than {settings.max_video_seconds:.0f} s")
+    except av.error.FFmpegError as exc:
+        if count == 0:
+            raise CorruptMedia(f"the video cannot be read: {exc}") from None
+    container.seek(0)
+    return count, last
+
+
+def iter_frames(
+    path: str | Path, info: VideoInfo | None = None, settings: Settings | None = None
+) -> Iterator[Frame]:
+    """Every frame, upright, in order. A stream that breaks early raises CorruptMedia."""
+    settings = settings or get_settings()
+    info = info or probe_video(path, settings)
+    decoded = 0
+    with _open(Path(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        try:
+            for frame in container.decode(stream):
+                if decoded >= settings.max_video_frames:
+                    raise MediaTooLarge(f"the video has more than {settings.max_video_frames} frames")
+                t = float(frame.time) - start if frame.time is not None else decoded / (info.fps or 25.0)
+                image = upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                yield Frame(decoded, t, image)
+                decoded += 1
+        except av.error.FFmpegError as exc:
+            if decoded == 0:
+                raise CorruptMedia(f"no frame could be decoded: {exc}") from None
+            if decoded < 0.5 * info.frames:
+                raise CorruptMedia(
+                    f"the video is truncated or corrupt: decoding stopped after {decoded} of {info.frames} frames"
+                ) from None
+    if decoded == 0:
+        raise CorruptMedia("the video contains no decodable frame")
+    if info.frames and decoded < 0.5 * info.frames:
+        raise CorruptMedia(f"the video is truncated: only {decoded} of {info.frames} frames could be decoded")
+
+
+def sample_times(info: VideoInfo, count: int) -> list[float]:
+    """``count`` instants spread evenly over the video, each in the middle of its slice."""
+    if count <= 0 or info.duration <= 0:
+        return [0.0]
+    return [(i + 0.5) * info.duration / count for i in range(count)]
+
+
+def sample_frames(path: str | Path, count: int, settings: Settings | None = None) -> Iterator[Frame]:
+    """The frames nearest to ``count`` evenly spaced instants (by timestamp, not index)."""
+    settings = settings or get_settings()
+    info = probe_video(path, settings)
+    targets = sample_times(info, count)
+    k = 0
+    for frame in iter_frames(path, info, settings):
+        if k >= len(targets):
+            break
+        if frame.time + 0.5 / max(info.fps, 1.0) >= targets[k]:
+            yield frame
+            while k < len(targets) and targets[k] <= frame.time + 0.5 / max(info.fps, 1.0):
+                k += 1
