@@ -7,6 +7,7 @@ can be judged is a result with status ``no_face``, not an error.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +44,10 @@ class Analyzer:
         settings: Settings | None = None,
         detector: str | FaceDetector | None = None,
         predictor: Predictor | None = None,
-        heatmaps: bool = False,
+        keep_evidence: bool = False,
     ) -> None:
+        """``keep_evidence`` keeps each scored face's crop and class activation map on the
+        results (for a results page); the heatmap comes from the same forward pass."""
         self.settings = settings or get_settings()
         self.predictor = predictor or Predictor(settings=self.settings)
         if detector is None or isinstance(detector, str):
@@ -52,7 +55,7 @@ class Analyzer:
                 detector or self.settings.face_detector, self.settings.min_detection_confidence
             )
         self.detector = detector
-        self.heatmaps = heatmaps
+        self.keep_evidence = keep_evidence
 
     @property
     def threshold(self) -> float:
@@ -64,15 +67,17 @@ class Analyzer:
         card = self.predictor.card
         judged = [f for f in faces if f.size >= self.settings.min_face_size]
         crops = [crop_face(image, f.box, card.crop_margin, card.input_size) for f in judged]
-        if self.heatmaps:
+        if self.keep_evidence:
             probs, cams = self.predictor.predict_with_heatmaps(crops)
         else:
             probs, cams = self.predictor.predict(crops), None
         results, k = [], 0
         for face in faces:
             if face.size >= self.settings.min_face_size:
-                heat = None if cams is None else np.round(cams[k], 3).tolist()
-                results.append(FaceResult(face.box, face.confidence, float(probs[k]), heatmap=heat))
+                result = FaceResult(face.box, face.confidence, float(probs[k]))
+                if cams is not None:
+                    result.crop, result.heatmap = crops[k], cams[k]
+                results.append(result)
                 k += 1
             else:
                 results.append(FaceResult(face.box, face.confidence, None, too_small=True))
@@ -148,6 +153,7 @@ class Analyzer:
         info = probe_video(path, self.settings)
         targets = sample_times(info, self.settings.sample_frames)
         tracker = FaceTracker()
+        evidence: dict[int, FaceResult] = {}
         frames: list[_FrameFaces] = []
         timeline: list[FrameScore] = []
         k = 0
@@ -174,9 +180,17 @@ class Analyzer:
                 r.track_id = tid
                 if sampled and r.fake_probability is not None:
                     tracker.get(tid).scores.append(r.fake_probability)
+                    if r.crop is not None:
+                        best = evidence.get(tid)
+                        if best is None or r.box[2] * r.box[3] > best.box[2] * best.box[3]:
+                            evidence[tid] = dataclasses.replace(r)
+                    r.crop = r.heatmap = None  # keep memory flat on long videos
             frames.append(_FrameFaces(frame.index, frame.time, results))
             progress("faces", min(0.99, (frame.index + 1) / total) * (0.6 if annotate_to else 0.95))
         tracks = self._aggregate(tracker)
+        for t in tracks:
+            if t.track_id in evidence:
+                t.crop, t.heatmap = evidence[t.track_id].crop, evidence[t.track_id].heatmap
         result = AnalysisResult(
             path=str(path),
             kind="video",
@@ -196,7 +210,12 @@ class Analyzer:
             best = max(judged, key=lambda t: t.fake_probability)
             result.fake_probability = best.fake_probability
             result.verdict = verdict_for(best.fake_probability, self.threshold)
-            result.faces = [FaceResult(t.box, 1.0, t.fake_probability, track_id=t.track_id) for t in judged]
+            result.faces = [
+                FaceResult(
+                    t.box, 1.0, t.fake_probability, track_id=t.track_id, crop=t.crop, heatmap=t.heatmap
+                )
+                for t in judged
+            ]
         else:
             result.status = "no_face"
             result.message = "no face large enough to judge was found in the sampled frames"

@@ -163,3 +163,12 @@ class AnnotatedVideoWriter:
                 self._out.close()
             finally:
                 self.path.unlink(missing_ok=True)
+
+
+def heatmap_overlay(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The crop with its class activation map laid over it (red where the model saw fakery)."""
+    h, w = crop.shape[:2]
+    heat = cv2.resize(np.asarray(heatmap, dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    colored = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(crop, 1 - alpha, colored, alpha, 0)

@@ -9,8 +9,10 @@ The verdict rule lives here, in one place, so the CLI, the worker and the web pa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 Verdict = Literal["real", "fake"]
 Status = Literal["ok", "no_face", "error"]
@@ -23,7 +25,10 @@ class FaceResult:
     fake_probability: float | None  # None when the face is too small to judge
     too_small: bool = False
     track_id: int | None = None
-    heatmap: list[list[float]] | None = None  # class activation map, 0..1, rows x cols
+    # Evidence for a results page, kept only when the Analyzer is asked to (never in JSON):
+    # the model's input crop (RGB uint8) and its class activation map (per-cell P(fake), 0..1).
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
         out = {"box": list(self.box), "fake_probability": _round(self.fake_probability)}
@@ -46,13 +51,19 @@ class TrackResult:
     first_time: float
     last_time: float
     box: tuple[int, int, int, int]  # the box in the frame where the face was largest
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["box"] = list(self.box)
-        d["fake_probability"] = _round(self.fake_probability)
-        d["first_time"], d["last_time"] = round(self.first_time, 3), round(self.last_time, 3)
-        return d
+        return {
+            "track_id": self.track_id,
+            "fake_probability": _round(self.fake_probability),
+            "verdict": self.verdict,
+            "frames": self.frames,
+            "first_time": round(self.first_time, 3),
+            "last_time": round(self.last_time, 3),
+            "box": list(self.box),
+        }
 
 
 @dataclass
