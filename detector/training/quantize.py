@@ -1,0 +1,98 @@
+"""Static INT8 post-training quantization of an exported model, calibrated on real face crops.
+
+    python -m detector.training.quantize models/unmask-lite0/model-fp32.onnx models/unmask-lite0/model.onnx
+
+QDQ format with per-channel weights: EfficientNet-Lite was designed for this (ReLU6, no
+squeeze-excite), so INT8 keeps its accuracy while the file shrinks about 4x and a CPU runs it
+faster. Calibration uses crops from the training split only, never the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from .model import MEAN, STD
+from .prepare import DEFAULT_CACHE
+from .train import read_manifest
+
+
+class CropReader(CalibrationDataReader):
+    def __init__(self, cache: Path, count: int, seed: int = 0, batch: int = 8):
+        rows = [r for r in read_manifest(cache) if r["split"] == "train"]
+        rng = np.random.default_rng(seed)
+        # balanced over sources and labels, so no set dominates the activation ranges
+        by_cell: dict[tuple, list[dict]] = {}
+        for r in rows:
+            by_cell.setdefault((r["source"], r["label"]), []).append(r)
+        per_cell = max(1, count // len(by_cell))
+        picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
+        arrays: dict[str, np.ndarray] = {}
+        crops = []
+        for r in picked:
+            if r["source"] not in arrays:
+                arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
+            crops.append(np.asarray(arrays[r["source"]][r["row"]]))
+        x = np.stack(crops).astype(np.float32) / 255.0
+        x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+        self._batches = [x[i : i + batch].transpose(0, 3, 1, 2).copy() for i in range(0, len(x), batch)]
+        self._it = iter(self._batches)
+
+    def get_next(self):
+        batch = next(self._it, None)
+        return None if batch is None else {"image": batch}
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def quantize(fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 256) -> dict:
+    pre = int8.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    try:
+        quantize_static(
+            str(pre),
+            str(int8),
+            CropReader(cache, count),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        pre.unlink(missing_ok=True)
+    return {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size, "calibration_crops": count}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fp32", type=Path)
+    ap.add_argument("int8", type=Path)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--count", type=int, default=256)
+    args = ap.parse_args(argv)
+    info = quantize(args.fp32, args.int8, args.cache, args.count)
+    card_path = args.int8.parent / "card.json"
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        card["file"] = args.int8.name
+        card["file_bytes"] = info["int8_bytes"]
+        card["quantization"] = {
+            "method": "onnxruntime static QDQ, per-channel, uint8 activations, int8 weights",
+            **info,
+        }
+        card.setdefault("commands", {})["quantize"] = (
+            f"python -m detector.training.quantize {args.fp32} {args.int8}"
+        )
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
