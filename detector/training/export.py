@@ -58,6 +58,29 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, size: int) -> float:
     return float(np.abs(expected - got).max())
 
 
+def _training_data(cache: Path) -> dict:
+    """What the crops cache says it was built from: per-source faces found, split file, terms."""
+    report_path = cache / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return {
+        "sources": {k: v.get("found") for k, v in report.get("sources", {}).items()},
+        "face_detector": report.get("detector"),
+        "split": "splits/faces.csv (by group: DFDC source video, StarGAN identity, image otherwise)",
+        "terms": "research and non-commercial datasets (DFDC, FFHQ, CelebA/StarGAN, UTKFace, Yonsei); SFHQ under MIT",
+    }
+
+
+def _cli_args(train_args: dict) -> list[str]:
+    skip = {"cache", "threads", "workers", "ckpt_every", "val_max"}
+    out = []
+    for key, value in train_args.items():
+        if key in skip or value in ("", None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        out.append(flag if value is True else f"{flag} {value}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path)
@@ -97,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "file_bytes": onnx_path.stat().st_size,
             "onnx_parity_max_abs_logit_diff": diff,
+            "training_data": _training_data(Path(train_args.get("cache", ""))),
             "training": {
                 "run": train_args.get("run"),
                 "steps": ckpt["state"]["step"],
@@ -104,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                 "best_val_auc": ckpt["state"].get("best_auc"),
                 "args": train_args,
             },
+        }
+    )
+    card.setdefault("commands", {}).update(
+        {
+            "prepare": "make prepare",
+            "train": "python -m detector.training.train " + " ".join(_cli_args(train_args)),
+            "export": f"python -m detector.training.export {args.checkpoint} --out {args.out}",
         }
     )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
