@@ -7,10 +7,11 @@ can be judged is a result with status ``no_face``, not an error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,16 @@ class _FrameFaces:
     index: int
     time: float
     faces: list[FaceResult]
+
+
+@dataclass
+class _VideoPass:
+    """What the first pass over a video collects."""
+
+    tracker: FaceTracker = field(default_factory=FaceTracker)
+    evidence: dict[int, FaceResult] = field(default_factory=dict)  # largest scored face per track
+    frames: list[_FrameFaces] = field(default_factory=list)  # boxes per frame, for pass two
+    timeline: list[FrameScore] = field(default_factory=list)
 
 
 class Analyzer:
@@ -151,53 +162,26 @@ class Analyzer:
         progress = progress or _no_progress
         started = time.perf_counter()
         info = probe_video(path, self.settings)
-        targets = sample_times(info, self.settings.sample_frames)
-        tracker = FaceTracker()
-        evidence: dict[int, FaceResult] = {}
-        frames: list[_FrameFaces] = []
-        timeline: list[FrameScore] = []
-        k = 0
-        half = 0.5 / max(info.fps, 1.0)
-        total = max(info.frames, 1)
-        for frame in iter_frames(path, info, self.settings):
-            sampled = every_frame or (k < len(targets) and frame.time + half >= targets[k])
-            while k < len(targets) and targets[k] <= frame.time + half:
-                k += 1
-            if not (sampled or annotate_to is not None):
-                continue
-            faces = self.detector.detect(frame.image)
-            ids = tracker.update(frame.time, [f.box for f in faces])
-            if sampled:
-                results, _ = self.score_faces(frame.image, faces)
-                scores = [r.fake_probability for r in results if r.fake_probability is not None]
-                timeline.append(FrameScore(frame.index, frame.time, max(scores) if scores else None))
-            else:
-                results = [
-                    FaceResult(f.box, f.confidence, None, too_small=f.size < self.settings.min_face_size)
-                    for f in faces
-                ]
-            for r, tid in zip(results, ids, strict=True):
-                r.track_id = tid
-                if sampled and r.fake_probability is not None:
-                    tracker.get(tid).scores.append(r.fake_probability)
-                    if r.crop is not None:
-                        best = evidence.get(tid)
-                        if best is None or r.box[2] * r.box[3] > best.box[2] * best.box[3]:
-                            evidence[tid] = dataclasses.replace(r)
-                    r.crop = r.heatmap = None  # keep memory flat on long videos
-            frames.append(_FrameFaces(frame.index, frame.time, results))
-            progress("faces", min(0.99, (frame.index + 1) / total) * (0.6 if annotate_to else 0.95))
-        tracks = self._aggregate(tracker)
+        # Every frame scored: draw and encode in the same pass. Sampled: a second pass draws
+        # each frame with its person's latest score, which is only known after the first.
+        with contextlib.ExitStack() as stack:
+            inline = None
+            if annotate_to is not None and every_frame:
+                inline = stack.enter_context(self._writer(path, info, Path(annotate_to)))
+            seen = self._first_pass(path, info, every_frame, annotate_to is not None, inline, progress)
+            if inline is not None:
+                progress("encoding", 0.97)
+        tracks = self._aggregate(seen.tracker)
         for t in tracks:
-            if t.track_id in evidence:
-                t.crop, t.heatmap = evidence[t.track_id].crop, evidence[t.track_id].heatmap
+            if t.track_id in seen.evidence:
+                t.crop, t.heatmap = seen.evidence[t.track_id].crop, seen.evidence[t.track_id].heatmap
         result = AnalysisResult(
             path=str(path),
             kind="video",
             status="ok",
             tracks=tracks,
-            timeline=timeline,
-            frames_analyzed=len(timeline),
+            timeline=seen.timeline,
+            frames_analyzed=len(seen.timeline),
             width=info.width,
             height=info.height,
             duration=info.duration,
@@ -220,11 +204,63 @@ class Analyzer:
             result.status = "no_face"
             result.message = "no face large enough to judge was found in the sampled frames"
         if annotate_to is not None:
-            self._render(path, info, frames, tracker, Path(annotate_to), progress)
+            if inline is None:
+                self._render(path, info, seen, Path(annotate_to), progress)
             result.annotated_path = str(annotate_to)
         result.seconds = time.perf_counter() - started
         progress("done", 1.0)
         return result
+
+    def _first_pass(
+        self,
+        path,
+        info: VideoInfo,
+        every_frame: bool,
+        annotating: bool,
+        inline: AnnotatedVideoWriter | None,
+        progress: Progress,
+    ) -> _VideoPass:
+        """Decode; detect and track where needed; score the sampled frames."""
+        seen = _VideoPass()
+        tracker, evidence, timeline = seen.tracker, seen.evidence, seen.timeline
+        targets = sample_times(info, self.settings.sample_frames)
+        k = 0
+        half = 0.5 / max(info.fps, 1.0)
+        total = max(info.frames, 1)
+        for frame in iter_frames(path, info, self.settings):
+            sampled = every_frame or (k < len(targets) and frame.time + half >= targets[k])
+            while k < len(targets) and targets[k] <= frame.time + half:
+                k += 1
+            if not (sampled or annotating):
+                continue
+            faces = self.detector.detect(frame.image)
+            ids = tracker.update(frame.time, [f.box for f in faces])
+            if sampled:
+                results, _ = self.score_faces(frame.image, faces)
+                scores = [r.fake_probability for r in results if r.fake_probability is not None]
+                timeline.append(FrameScore(frame.index, frame.time, max(scores) if scores else None))
+            else:
+                results = [
+                    FaceResult(f.box, f.confidence, None, too_small=f.size < self.settings.min_face_size)
+                    for f in faces
+                ]
+            for r, tid in zip(results, ids, strict=True):
+                r.track_id = tid
+                if sampled and r.fake_probability is not None:
+                    tracker.get(tid).scores.append(r.fake_probability)
+                    if r.crop is not None:
+                        best = evidence.get(tid)
+                        if best is None or r.box[2] * r.box[3] > best.box[2] * best.box[3]:
+                            evidence[tid] = dataclasses.replace(r)
+                    r.crop = r.heatmap = None  # keep memory flat on long videos
+            if inline is not None:
+                inline.write(draw_labels(frame.image, self._labels(results)) if results else frame.image)
+            else:
+                seen.frames.append(_FrameFaces(frame.index, frame.time, results))
+            progress(
+                "faces", min(0.99, (frame.index + 1) / total) * (0.6 if annotating and not inline else 0.95)
+            )
+        return seen
 
     def _aggregate(self, tracker: FaceTracker) -> list[TrackResult]:
         """Per-person scores; tracks scored in too few frames are dropped as detector noise."""
@@ -247,23 +283,24 @@ class Analyzer:
             )
         return out
 
+    def _writer(self, path, info: VideoInfo, target: Path) -> AnnotatedVideoWriter:
+        audio = Path(path) if info.has_audio else None
+        return AnnotatedVideoWriter(target, info.width, info.height, info.fps, audio_from=audio)
+
     def _render(
         self,
         path,
         info: VideoInfo,
-        frames: list[_FrameFaces],
-        tracker: FaceTracker,
+        seen: _VideoPass,
         target: Path,
         progress: Progress,
     ) -> None:
         """Second pass: every frame with its boxes, labelled with the person's latest score."""
-        by_index = {f.index: f for f in frames}
+        by_index = {f.index: f for f in seen.frames}
         latest: dict[int, float] = {}
-        first_score = {t.track_id: t.scores[0] for t in tracker.tracks if t.scores}
+        first_score = {t.track_id: t.scores[0] for t in seen.tracker.tracks if t.scores}
         total = max(info.frames, 1)
-        with AnnotatedVideoWriter(
-            target, info.width, info.height, info.fps, audio_from=Path(path) if info.has_audio else None
-        ) as writer:
+        with self._writer(path, info, target) as writer:
             for frame in iter_frames(path, info, self.settings):
                 labels = []
                 entry = by_index.get(frame.index)

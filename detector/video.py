@@ -31,11 +31,23 @@ class VideoInfo:
     codec: str
 
 
-@dataclass
 class Frame:
-    index: int
-    time: float
-    image: np.ndarray  # RGB uint8, upright
+    """A decoded frame whose RGB pixels are made on first use: sampling skips most frames,
+    and converting a 1080p frame to RGB costs about as much as decoding it."""
+
+    __slots__ = ("_image", "_raw", "_rotation", "index", "time")
+
+    def __init__(self, index: int, time: float, image: np.ndarray | None = None, raw=None, rotation: int = 0):
+        self.index, self.time = index, time
+        self._image, self._raw, self._rotation = image, raw, rotation
+
+    @property
+    def image(self) -> np.ndarray:
+        """RGB uint8, upright."""
+        if self._image is None:
+            self._image = upright(self._raw.to_ndarray(format="rgb24"), self._rotation)
+            self._raw = None
+        return self._image
 
 
 def _first_frame_rotation(path: Path) -> int:
@@ -146,8 +158,7 @@ def iter_frames(
                 if decoded >= settings.max_video_frames:
                     raise MediaTooLarge(f"the video has more than {settings.max_video_frames} frames")
                 t = float(frame.time) - start if frame.time is not None else decoded / (info.fps or 25.0)
-                image = upright(frame.to_ndarray(format="rgb24"), info.rotation)
-                yield Frame(decoded, t, image)
+                yield Frame(decoded, t, raw=frame, rotation=info.rotation)
                 decoded += 1
         except av.error.FFmpegError as exc:
             if decoded == 0:
