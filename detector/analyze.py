@@ -108,9 +108,20 @@ class Analyzer:
         media = detect_type(path, self.settings)
         if media.kind == "image":
             target = None if annotate_dir is None else Path(annotate_dir) / f"{Path(path).stem}.annotated.jpg"
-            return self.analyze_image(path, target, progress)
-        target = None if annotate_dir is None else Path(annotate_dir) / f"{Path(path).stem}.annotated.mp4"
-        return self.analyze_video(path, target, every_frame, progress)
+            result = self.analyze_image(path, target, progress)
+        else:
+            target = None if annotate_dir is None else Path(annotate_dir) / f"{Path(path).stem}.annotated.mp4"
+            result = self.analyze_video(path, target, every_frame, progress)
+        result.provenance = self.provenance(path)
+        return result
+
+    def provenance(self, path: str | Path) -> dict:
+        """Content credentials and metadata of the file, as a JSON-ready dict (never raises)."""
+        from .provenance import read_provenance
+
+        anchors = self.settings.c2pa_trust_anchors
+        pem = anchors.read_text() if anchors and anchors.exists() else None
+        return read_provenance(path, trust_anchors=pem).to_json()
 
     def analyze_image(
         self, path: str | Path, annotate_to: Path | None = None, progress: Progress | None = None

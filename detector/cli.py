@@ -42,7 +42,9 @@ def scan_one(analyzer, path: Path, annotate: Path | None, every_frame: bool) -> 
     try:
         return analyzer.analyze(path, annotate_dir=annotate, every_frame=every_frame)
     except UnmaskError as exc:
-        return AnalysisResult(str(path), _kind_guess(path), "error", error=str(exc), error_code=exc.code)
+        result = AnalysisResult(str(path), _kind_guess(path), "error", error=str(exc), error_code=exc.code)
+        result.provenance = analyzer.provenance(path)
+        return result
     except Exception as exc:
         log.debug("unexpected failure on %s", path, exc_info=True)
         return AnalysisResult(
@@ -62,7 +64,8 @@ def _table_row(r: AnalysisResult) -> str:
         detail = f"{r.frames_analyzed} frames, {len(r.tracks)} person(s)" + (f"; {detail}" if detail else "")
     elif r.status == "ok":
         detail = f"{len(r.faces)} face(s)"
-    return f"{verdict:<8} {score:>6}  {r.kind:<5}  {r.path}  {detail}"
+    origin = (r.provenance or {}).get("label", "")
+    return f"{verdict:<8} {score:>6}  {r.kind:<5}  {origin:<20}  {r.path}  {detail}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(files), unit="file", file=sys.stderr)
     failed = 0
     if not args.json:
-        print(f"{'VERDICT':<8} {'P(FAKE)':>6}  KIND   PATH")
+        print(f"{'VERDICT':<8} {'P(FAKE)':>6}  KIND   {'PROVENANCE':<20}  PATH")
     for path in files:
         result = scan_one(analyzer, path, args.annotate, args.every_frame)
         failed += result.status == "error"

@@ -34,13 +34,15 @@ class Settings:
     sample_frames: int = 32
     # Threads for ONNX Runtime; 0 lets it choose.
     threads: int = 0
+    # PEM file of C2PA trust anchors; without it, signed files read as "untrusted" at best.
+    c2pa_trust_anchors: Path | None = None
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
 
 def _coerce(kind: type, raw: str) -> object:
-    if kind is Path or kind == "Path":
+    if kind is Path or "Path" in str(kind):
         return Path(raw).expanduser()
     if kind in (int, "int"):
         return int(raw)

@@ -95,6 +95,8 @@ class AnalysisResult:
     message: str | None = None  # plain words for a user, e.g. why no face was scored
     model: str | None = None
     seconds: float | None = None
+    # What the file says about itself (C2PA, EXIF, container tags): beside the score, never in it.
+    provenance: dict | None = None
 
     def to_json(self) -> dict:
         """The CLI's ``--json`` line and the API's result: one flat object per file."""
@@ -119,6 +121,8 @@ class AnalysisResult:
             value = getattr(self, key)
             if value is not None:
                 out[key] = round(value, 3) if isinstance(value, float) else value
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
         if self.status == "error":
             out["error"] = self.error or "unknown error"
             out["error_code"] = self.error_code or "error"
