@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run scan test test-all lint format bench prepare train export evaluate clean
+.PHONY: setup run quiz-pool vendor scan test test-all lint format bench prepare train export evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -15,8 +15,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
-run: setup
-	$(PY) -m detector scan $(SHARED)/videos --annotate var/annotated
+run: setup quiz-pool
+	$(PY) -m webapp.serve
+
+# Fill the quiz's picture pool from the shared data once (skipped when it has pictures or no data).
+quiz-pool: setup
+	@if [ -d $(SHARED)/faces ] && [ -z "$$(ls -A $${UNMASK_QUIZ_DIR:-var/quiz}/real 2>/dev/null)" ]; then \
+		$(VENV)/bin/flask --app webapp.manage quiz import $(SHARED)/faces --limit 200; fi
+
+vendor:
+	./scripts/vendor.sh
 
 scan: setup
 	$(PY) -m detector scan $(ARGS)

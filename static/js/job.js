@@ -1,0 +1,149 @@
+// Job page: follow the worker's progress, then show the verdict and its evidence.
+"use strict";
+(function () {
+  const root = document.getElementById("job");
+  if (!root) return;
+  const statusUrl = root.dataset.statusUrl;
+  const $ = (id) => document.getElementById(id);
+  const STAGE_TEXT = {
+    queued: "Waiting for a worker…",
+    starting: "Starting…",
+    download: "Downloading the video…",
+    frames: "Reading frames…",
+    faces: "Finding faces…",
+    scoring: "Scoring faces…",
+    encoding: "Drawing the annotated copy…",
+    done: "Done.",
+    unknown: "Status unavailable; retrying…",
+  };
+  let delay = 500;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function showProgress(status) {
+    $("stage").textContent = STAGE_TEXT[status.stage] || status.stage;
+    $("progress").value = status.progress || 0;
+    let reached = true;
+    document.querySelectorAll("#stages li").forEach((li) => {
+      if (li.dataset.stage === status.stage) {
+        li.className = "current";
+        reached = false;
+      } else {
+        li.className = reached && status.state === "running" && status.stage !== "starting" ? "past" : "";
+      }
+    });
+  }
+
+  function showMedia(result) {
+    const media = $("media");
+    media.textContent = "";
+    if (!result.annotated_url) return;
+    if (result.kind === "video") {
+      const video = el("video", { id: "annotated-video", src: result.annotated_url, controls: "", playsinline: "", preload: "metadata" });
+      media.appendChild(video);
+    } else {
+      media.appendChild(el("img", { id: "annotated-image", src: result.annotated_url, alt: "annotated photo" }));
+    }
+  }
+
+  function showFaces(result) {
+    const box = $("faces");
+    box.textContent = "";
+    (result.evidence || []).forEach((face, i) => {
+      const card = el("figure", { class: "face " + (face.fake_probability >= result.threshold ? "fake" : "real") });
+      if (face.crop_url) card.appendChild(el("img", { src: face.crop_url, alt: "face " + (i + 1) }));
+      if (face.heatmap_url) card.appendChild(el("img", { src: face.heatmap_url, alt: "regions that drove the score for face " + (i + 1) }));
+      const who = face.track_id !== null && face.track_id !== undefined ? "Person " + (face.track_id + 1) : "Face " + (i + 1);
+      card.appendChild(el("figcaption", {}, who + ": " + Unmask.percent(face.fake_probability) + " fake"));
+      box.appendChild(card);
+    });
+    $("faces-title").hidden = !(result.evidence || []).length;
+  }
+
+  function showTimeline(result) {
+    const points = (result.timeline || []).filter((p) => p.fake_probability !== null);
+    if (result.kind !== "video" || !points.length) return;
+    $("timeline-box").hidden = false;
+    if (typeof Chart === "undefined") return;
+    new Chart($("timeline"), {
+      type: "line",
+      data: {
+        datasets: [
+          { label: "fake probability", data: points.map((p) => ({ x: p.time, y: p.fake_probability })), borderColor: "#c0392b", pointRadius: 2, tension: 0.2 },
+          { label: "threshold", data: points.map((p) => ({ x: p.time, y: result.threshold })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
+        ],
+      },
+      options: {
+        animation: false,
+        parsing: false,
+        scales: { x: { type: "linear", title: { display: true, text: "seconds" } }, y: { min: 0, max: 1 } },
+      },
+    });
+  }
+
+  function showResult(status) {
+    const result = status.result;
+    $("progress-box").hidden = true;
+    $("result").hidden = false;
+    $("json-link").href = status.json_url;
+    if (!result || result.status !== "ok") {
+      $("verdict").textContent = "";
+      if (result) {
+        showMedia(result);
+      }
+      return;
+    }
+    const fake = result.verdict === "fake";
+    $("verdict").textContent = (fake ? "Likely FAKE" : "Likely REAL") + " · " + Unmask.percent(result.fake_probability) + " fake";
+    $("verdict").className = "verdict " + (fake ? "fake" : "real");
+    const faces = (result.evidence || []).length;
+    let summary = faces + (faces === 1 ? " face" : " faces") + " judged; threshold " + Unmask.percent(result.threshold);
+    if (result.kind === "video") summary += "; " + result.frames_analyzed + " frames sampled";
+    if (result.model) summary += "; model " + result.model;
+    $("summary").textContent = summary;
+    showMedia(result);
+    showFaces(result);
+    showTimeline(result);
+  }
+
+  function showFailure(status) {
+    const box = $("failure");
+    box.hidden = false;
+    box.textContent = "The analysis failed: " + ((status.error && status.error.message) || "unknown error") + ".";
+    $("progress-box").hidden = true;
+    showResult(status);
+  }
+
+  async function poll() {
+    let status = null;
+    try {
+      const response = await fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+      status = await response.json();
+      if (!response.ok) {
+        showFailure({ error: status.error || { message: "the job was not found" } });
+        return;
+      }
+    } catch (e) {
+      $("stage").textContent = "Lost contact with the server; retrying…";
+      setTimeout(poll, 2000);
+      return;
+    }
+    root.dataset.state = status.state;
+    if (status.state === "done") {
+      showResult(status);
+    } else if (status.state === "failed") {
+      showFailure(status);
+    } else {
+      showProgress(status);
+      delay = Math.min(1500, delay + 100);
+      setTimeout(poll, delay);
+    }
+  }
+
+  poll();
+})();

@@ -1,0 +1,55 @@
+"""Unmask's web app: pages and API in Flask, heavy work in Celery workers.
+
+``create_app`` follows Flask's tutorial factory: safe defaults, then the environment
+(``UNMASK_*``, ``REDIS_URL``), then the test mapping; nothing is configured at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from .config import config_from_env, finish_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
+    """Build the app. ``test_config`` replaces environment values (tests, embedding)."""
+    app = Flask(
+        __name__,
+        template_folder=str(REPO_ROOT / "templates"),
+        static_folder=str(REPO_ROOT / "static"),
+    )
+    app.config.from_mapping(config_from_env())
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    finish_config(app.config)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tokens live as long as the session
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from worker import celery_init_app
+
+    from . import analyze, api, errors, quiz, webcam
+    from .extensions import csrf
+
+    csrf.init_app(app)
+    celery_init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(analyze.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(webcam.bp)
+    app.register_blueprint(quiz.bp)
+    quiz.init_app(app)
+
+    from . import commands
+
+    commands.init_app(app)
+    return app

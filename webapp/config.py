@@ -1,0 +1,115 @@
+"""The web app's settings, read from ``UNMASK_*`` environment variables (and ``REDIS_URL``).
+
+Every value has a default that is safe for a laptop, except the secret key: outside testing,
+debug or an explicit local run (the launcher sets ``UNMASK_LOCAL=1``) a missing
+``UNMASK_SECRET_KEY`` stops the app, so a public deployment never signs sessions with a
+well-known key. Detection limits (``UNMASK_MAX_VIDEO_SECONDS`` ...) stay in ``detector.config``
+so that the CLI and the worker enforce the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_HOSTS = (
+    "youtube.com,www.youtube.com,m.youtube.com,youtu.be,vimeo.com,player.vimeo.com,dailymotion.com"
+)
+
+# name -> default; the type of the default decides how the environment string is read.
+DEFAULTS: dict[str, object] = {
+    "SECRET_KEY": "",
+    "DATA_DIR": str(REPO_ROOT / "var"),
+    "QUIZ_DIR": "",  # empty: <DATA_DIR>/quiz
+    "MAX_UPLOAD_MB": 200,
+    "MAX_DOWNLOAD_MB": 200,
+    "MAX_FRAME_KB": 2048,
+    "RETENTION_HOURS": 24.0,
+    "ALLOWED_URL_HOSTS": DEFAULT_HOSTS,
+    "TASK_TIME_LIMIT": 900,
+    "FRAME_TIMEOUT": 5.0,
+    "QUIZ_TIMEOUT": 15.0,
+    "LOCAL": False,
+    "API_KEYS": "",
+}
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for something the app cannot run with."""
+
+
+def _coerce(name: str, default: object, raw: str) -> object:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"UNMASK_{name}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The app's configuration: defaults overlaid with ``UNMASK_<NAME>`` variables."""
+    env = os.environ if environ is None else environ
+    values = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        raw = env.get(f"UNMASK_{name}")
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, default, raw)
+    values["REDIS_URL"] = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    return values
+
+
+def finish_config(config: dict) -> None:
+    """Derive the values Flask and Celery read from the ones people set."""
+    config["DATA_DIR"] = str(Path(config["DATA_DIR"]).expanduser().resolve())
+    if not config.get("QUIZ_DIR"):
+        config["QUIZ_DIR"] = str(Path(config["DATA_DIR"]) / "quiz")
+    config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024 + 64 * 1024
+    hosts = config["ALLOWED_URL_HOSTS"]
+    if isinstance(hosts, str):
+        hosts = [h.strip().lower() for h in hosts.split(",") if h.strip()]
+    config["ALLOWED_URL_HOSTS"] = list(hosts)
+    keys = config.get("API_KEYS") or ""
+    config["API_KEYS"] = [k.strip() for k in keys.split(",") if k.strip()] if isinstance(keys, str) else keys
+    soft = int(config["TASK_TIME_LIMIT"])
+    redis_url = config["REDIS_URL"]
+    celery = {
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "task_ignore_result": False,
+        "task_track_started": True,
+        "task_soft_time_limit": soft,
+        "task_time_limit": soft + 30,
+        "worker_prefetch_multiplier": 1,
+        "result_expires": int(float(config["RETENTION_HOURS"]) * 3600) or 3600,
+        "task_routes": {
+            "worker.tasks.analyze_job": {"queue": "analysis"},
+            "worker.tasks.cleanup": {"queue": "analysis"},
+            "worker.tasks.detect_frame": {"queue": "realtime"},
+            "worker.tasks.score_images": {"queue": "realtime"},
+        },
+        "task_default_queue": "analysis",
+        "beat_schedule": {
+            "cleanup": {"task": "worker.tasks.cleanup", "schedule": 900.0},
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": soft + 120},
+    }
+    celery.update(config.get("CELERY") or {})
+    config["CELERY"] = celery
+    if not config.get("SECRET_KEY"):
+        if config.get("TESTING") or config.get("DEBUG") or config.get("LOCAL"):
+            config["SECRET_KEY"] = os.urandom(32).hex()
+        else:
+            raise ConfigError(
+                "UNMASK_SECRET_KEY is not set. Set it to a long random string "
+                "(python -c 'import secrets; print(secrets.token_hex(32))'), or start the app "
+                "with `python -m webapp.serve`, which makes a local one."
+            )

@@ -1,0 +1,89 @@
+"""A job's state for the page and the API, from its folder and the Celery result backend.
+
+The worker's ``result.json`` is the truth once it exists; before that, Celery's state says
+queued (PENDING), running (STARTED / PROGRESS with a stage and fraction) or failed (FAILURE: the
+hard time limit killed the task, or the worker died). Each is mapped explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, url_for
+
+from .jobs import Job, JobStore
+
+log = logging.getLogger(__name__)
+
+STAGES = ("queued", "download", "frames", "faces", "scoring", "encoding", "done")
+
+
+def _urls(job_id: str, result: dict) -> dict:
+    out = dict(result)
+    files = lambda name: url_for("analyze.job_file", job_id=job_id, name=name)  # noqa: E731
+    out["annotated_url"] = files(result["annotated"]) if result.get("annotated") else None
+    out["evidence"] = [
+        {
+            **e,
+            "crop_url": files(e["crop"]) if e.get("crop") else None,
+            "heatmap_url": files(e["heatmap"]) if e.get("heatmap") else None,
+        }
+        for e in result.get("evidence") or []
+    ]
+    return out
+
+
+def job_status(store: JobStore, job: Job) -> dict:
+    status: dict = {
+        "id": job.id,
+        "state": "queued",
+        "stage": "queued",
+        "progress": 0.0,
+        "created": job.created,
+        "source": {"type": job.source, "filename": job.filename, "url": job.url},
+        "status_url": url_for("api.job", job_id=job.id),
+        "page_url": url_for("analyze.job_page", job_id=job.id),
+        "json_url": url_for("api.job_json", job_id=job.id),
+        "result": None,
+        "error": None,
+    }
+    result = store.result(job.id)
+    if result is not None:
+        ok = result.get("status") == "ok"
+        status.update(state="done" if ok else "failed", stage="done", progress=1.0)
+        if result.get("status") != "error":
+            status["result"] = _urls(job.id, result)
+        if not ok:
+            status["error"] = {"code": result.get("error_code", "error"), "message": result.get("error", "")}
+        return status
+    celery = current_app.extensions["celery"]
+    try:
+        async_result = celery.AsyncResult(job.id)
+        state, info = async_result.state, async_result.info
+    except Exception as exc:  # the backend is down: say so, do not fail the page
+        log.warning("job %s: result backend unavailable: %s", job.id, exc)
+        status.update(state="unknown", stage="unknown")
+        return status
+    if state == "PENDING":
+        return status
+    if state == "STARTED":
+        status.update(state="running", stage="starting")
+    elif state == "PROGRESS" and isinstance(info, dict):
+        status.update(state="running", stage=info.get("stage", "running"), progress=info.get("progress", 0.0))
+    elif state == "SUCCESS":
+        status.update(state="running", stage="encoding", progress=0.99)  # result.json is being written
+    elif state == "REVOKED":
+        status.update(state="failed", error={"code": "cancelled", "message": "the job was cancelled"})
+    else:  # FAILURE, and anything unexpected
+        log.error("job %s: task ended in %s: %r", job.id, state, info)
+        name = type(info).__name__ if isinstance(info, BaseException) else ""
+        if name == "TimeLimitExceeded":
+            message = "the analysis ran past its time limit and was stopped"
+        elif name == "WorkerLostError":
+            message = "the worker analysing the file stopped unexpectedly"
+        else:
+            message = "internal error while analysing the file"
+        status.update(
+            state="failed", stage="done", progress=1.0, error={"code": "internal", "message": message}
+        )
+    return status

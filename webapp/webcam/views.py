@@ -1,0 +1,63 @@
+"""Live check from the camera: the page, and a low-latency endpoint for single frames.
+
+The browser sends a downscaled JPEG a few times a second (one request in flight at a time). The
+view stores it under a random name and hands it to the ``realtime`` queue, which a separate
+worker serves, so a long video job never delays the live picture; it waits a few seconds at
+most for the boxes. The running verdict is smoothed in the browser over the last frames.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from flask import Blueprint, current_app, jsonify, render_template
+from kombu.exceptions import OperationalError
+
+from detector.media import sniff
+
+from ..errors import error_response
+from .forms import FrameForm
+
+bp = Blueprint("webcam", __name__, url_prefix="/webcam")
+
+
+@bp.get("/")
+def page():
+    return render_template("webcam.html", form=FrameForm())
+
+
+@bp.post("/frame")
+def frame():
+    form = FrameForm()
+    if not form.validate_on_submit():
+        return error_response(400, "invalid", "; ".join(m for ms in form.errors.values() for m in ms))
+    data = form.frame.data.read(int(current_app.config["MAX_FRAME_KB"]) * 1024 + 1)
+    if len(data) > int(current_app.config["MAX_FRAME_KB"]) * 1024:
+        return error_response(413, "too_large", "the frame is too large; send a smaller picture")
+    media = sniff(data[:64])
+    if media is None or media.format not in ("jpeg", "png", "webp"):
+        return error_response(400, "unsupported_media", "a frame must be a JPEG, PNG or WebP picture")
+    folder = Path(current_app.config["DATA_DIR"]) / "frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{secrets.token_hex(12)}.{media.format}"
+    path.write_bytes(data)
+
+    from worker.tasks import detect_frame
+
+    timeout = float(current_app.config["FRAME_TIMEOUT"])
+    try:
+        pending = detect_frame.apply_async(args=[str(path)], expires=timeout)
+        result = pending.get(timeout=timeout, propagate=False)
+        pending.forget()
+    except CeleryTimeout:
+        return error_response(503, "busy", "the detector is busy; the next frame will try again")
+    except OperationalError:
+        path.unlink(missing_ok=True)
+        return error_response(503, "queue_unavailable", "the job queue is not reachable right now")
+    if not isinstance(result, dict):
+        return error_response(500, "internal", "internal error while analysing the frame")
+    if "error" in result:
+        return error_response(422, result.get("error_code", "error"), result["error"])
+    return jsonify(result)

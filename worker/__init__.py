@@ -1,0 +1,33 @@
+"""Unmask's background workers: Celery on Redis, configured from the Flask app.
+
+Shaped like Flask's Celery example: ``celery_init_app`` builds the Celery app from
+``app.config["CELERY"]`` with a task base class that runs every task inside the Flask app
+context, so tasks read the same configuration as the views. Start a worker with
+
+    celery -A worker.app worker -Q analysis,realtime
+
+Importing this package is cheap: the detection library loads in the worker, on first use.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Attach a Celery app to ``app`` (``app.extensions["celery"]``) and return it."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    # Register the tasks (the module imports nothing heavy at import time).
+    from . import tasks  # noqa: F401
+
+    return celery_app

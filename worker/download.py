@@ -1,0 +1,218 @@
+"""Fetching the video behind a link with yt-dlp, inside the limits this server allows.
+
+A link is accepted only for hosts on ``UNMASK_ALLOWED_URL_HOSTS`` (a host or any subdomain of
+it). Before any download the host name is resolved, and addresses on loopback, private, link-local
+or reserved networks are refused unless that exact host is on the list, so a link cannot make the
+worker fetch from the server's own network. yt-dlp's info dict lets us refuse long or large videos
+before downloading; a progress hook stops a download the moment it passes the size cap, because
+servers do not always announce the size.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from detector.errors import MediaTooLarge, MediaTooLong, UnmaskError
+
+log = logging.getLogger(__name__)
+
+DownloadProgress = Callable[[float], None]
+
+
+class UrlRefused(UnmaskError):
+    """The link is not one this server will fetch (scheme, host, address)."""
+
+    code = "url_refused"
+
+
+class DownloadFailed(UnmaskError):
+    """The site could not be reached or gave no downloadable video."""
+
+    code = "download_failed"
+
+
+class _TooLarge(Exception):
+    """Raised from the progress hook to stop a download that passed the size cap."""
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == a or host.endswith("." + a) for a in allowed)
+
+
+def check_url(url: str, allowed: list[str]) -> str:
+    """Refuse links this server will not fetch; return the host. Cheap: no network."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise UrlRefused("that is not a valid link") from None
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused("only http:// and https:// links can be analysed")
+    if not host:
+        raise UrlRefused("the link has no site name in it")
+    if parts.username or parts.password:
+        raise UrlRefused("links with a user name or password in them are not accepted")
+    if not allowed:
+        raise UrlRefused("this server does not accept links (no sites are allowed)")
+    if not host_allowed(host, allowed):
+        raise UrlRefused(f"{host} is not on this server's list of allowed sites ({', '.join(allowed)})")
+    return host.lower()
+
+
+def check_address(url: str, allowed: list[str]) -> None:
+    """Resolve the link's host; refuse internal addresses unless the host is listed exactly."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if host in allowed:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise DownloadFailed(f"could not find the site {host} (its name does not resolve)") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+        ):
+            raise UrlRefused(f"{host} points to a private or local network address, which is not allowed")
+
+
+class _Logger:
+    """yt-dlp's messages go to our log, never to a user."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        log.info("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        log.info("yt-dlp: %s", msg)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(message: str, host: str) -> str:
+    """yt-dlp's error text, reduced to plain words for a user."""
+    text = _ANSI.sub("", str(message)).replace("ERROR:", "").strip()
+    text = re.sub(r"^\[[^\]]+\]\s*", "", text)
+    text = re.sub(r"^[\w-]+: ", "", text) if text.startswith(("generic:", "youtube:")) else text
+    low = text.lower()
+    if "connection refused" in low or "errno 111" in low:
+        return f"could not connect to {host} (connection refused)"
+    if "name or service not known" in low or "nodename nor servname" in low or "errno -2" in low:
+        return f"could not find the site {host} (its name does not resolve)"
+    if "timed out" in low:
+        return f"{host} did not answer in time"
+    m = re.search(r"HTTP Error (\d{3})", text)
+    if m:
+        return f"{host} answered with HTTP error {m.group(1)}"
+    if "unsupported url" in low:
+        return f"no video was found at that link on {host}"
+    if "private video" in low or "sign in" in low:
+        return "the video is private or needs a login"
+    first = text.splitlines()[0] if text else "unknown error"
+    return f"could not download a video from {host}: {first[:200]}"
+
+
+def download_video(
+    url: str,
+    folder: Path,
+    allowed: list[str],
+    max_bytes: int,
+    max_seconds: float,
+    progress: DownloadProgress | None = None,
+    stem: str = "download",
+) -> Path:
+    """Download one video into ``folder``; raise ``UnmaskError`` subclasses with plain messages."""
+    import yt_dlp
+    from yt_dlp.utils import DownloadError, YoutubeDLError
+
+    host = check_url(url, allowed)
+    check_address(url, allowed)
+
+    def hook(status: dict) -> None:
+        done = status.get("downloaded_bytes") or 0
+        if done > max_bytes:
+            raise _TooLarge()
+        total = status.get("total_bytes") or status.get("total_bytes_estimate")
+        if progress is not None and total:
+            progress(min(1.0, done / total))
+
+    options = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "noplaylist": True,
+        "playlist_items": "1",
+        "outtmpl": str(folder / f"{stem}.%(ext)s"),
+        "restrictfilenames": True,
+        # single-file formats: no ffmpeg is needed to merge streams
+        "format": "best[ext=mp4][vcodec!=none][acodec!=none]/best[vcodec!=none][acodec!=none]/best",
+        "max_filesize": max_bytes,
+        "socket_timeout": 20,
+        "retries": 2,
+        "fragment_retries": 2,
+        "cachedir": False,
+        "logger": _Logger(),
+        "progress_hooks": [hook],
+        "overwrites": True,
+    }
+    try:
+        with yt_dlp.YoutubeDL(options) as ydl:
+            info = ydl.extract_info(url, download=False)
+            if info is None:
+                raise DownloadFailed(f"no video was found at that link on {host}")
+            if info.get("_type") in ("playlist", "multi_video"):
+                raise DownloadFailed("that link is a playlist; paste the link of a single video")
+            if info.get("is_live"):
+                raise DownloadFailed("live streams cannot be analysed")
+            duration = info.get("duration")
+            if duration and duration > max_seconds:
+                raise MediaTooLong(
+                    f"the video runs {duration / 60:.1f} minutes; the limit is {max_seconds / 60:.1f} minutes"
+                )
+            size = info.get("filesize") or info.get("filesize_approx")
+            if size and size > max_bytes:
+                raise MediaTooLarge(
+                    f"the video is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+                )
+            info = ydl.process_ie_result(info, download=True)
+    except UnmaskError:
+        raise
+    except _TooLarge:
+        _remove_partial(folder, stem)
+        raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit") from None
+    except (DownloadError, YoutubeDLError) as exc:
+        _remove_partial(folder, stem)
+        if isinstance(getattr(exc, "exc_info", (None, None))[1], _TooLarge) or "_TooLarge" in str(exc):
+            raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit") from None
+        raise DownloadFailed(_plain(str(exc), host)) from None
+    files = [p for p in folder.glob(f"{stem}.*") if not p.name.endswith((".part", ".ytdl"))]
+    if not files:
+        # yt-dlp skips (without an error) a file whose announced size is over max_filesize.
+        raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit")
+    return files[0]
+
+
+def _remove_partial(folder: Path, stem: str) -> None:
+    for p in folder.glob(f"{stem}.*"):
+        p.unlink(missing_ok=True)

@@ -1,0 +1,213 @@
+"""The heavy work: analysing a job, judging one webcam frame, scoring quiz faces, retention.
+
+Tasks take ids and paths, never file bytes; each re-reads its inputs from the shared data folder.
+Every failure the user can cause ends as a ``result.json`` with a plain-words message and the job
+marked failed, never as an exception that kills the worker; anything unexpected is logged with the
+job id and shown as a generic message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from flask import current_app
+
+from detector.errors import UnmaskError
+from webapp.jobs import JobStore, expire_files
+
+from .analysis import get_analyzer, score_whole_image
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal error while analysing the file"
+
+# The share of the progress bar the download takes for link jobs.
+_DOWNLOAD_SHARE = 0.3
+
+
+class ProgressReporter:
+    """Forwards (stage, fraction) to the task's state, at most a few times a second."""
+
+    def __init__(self, task, offset: float = 0.0, interval: float = 0.25) -> None:
+        self.task = task
+        self.offset = offset
+        self.interval = interval
+        self._last = 0.0
+        self._stage = ""
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self.interval:
+            return
+        self._stage, self._last = stage, now
+        overall = self.offset + (1.0 - self.offset) * max(0.0, min(1.0, fraction))
+        self.publish(stage, overall)
+
+    def publish(self, stage: str, overall: float) -> None:
+        if self.task.request.id is None:  # called directly (tests), not through a worker
+            return
+        self.task.update_state(state="PROGRESS", meta={"stage": stage, "progress": round(overall, 3)})
+
+
+def _error(code: str, message: str) -> dict:
+    return {"status": "error", "error_code": code, "error": message}
+
+
+def _save_evidence(result, folder: Path) -> list[dict]:
+    from detector.annotate import heatmap_overlay, save_image
+
+    out = []
+    for i, face in enumerate(result.faces):
+        if face.crop is None:
+            continue
+        entry = {
+            "index": i,
+            "box": list(face.box),
+            "fake_probability": None if face.fake_probability is None else round(face.fake_probability, 4),
+            "track_id": face.track_id,
+            "crop": save_image(face.crop, folder / f"face-{i}.jpg").name,
+            "heatmap": None,
+        }
+        if face.heatmap is not None:
+            entry["heatmap"] = save_image(
+                heatmap_overlay(face.crop, face.heatmap), folder / f"face-{i}-heat.jpg"
+            ).name
+        out.append(entry)
+    return out
+
+
+def _payload(result, folder: Path) -> dict:
+    data = result.to_json()
+    data.pop("path", None)
+    annotated = data.pop("annotated_path", None)
+    data["annotated"] = Path(annotated).name if annotated else None
+    data["evidence"] = _save_evidence(result, folder)
+    if result.status == "no_face":
+        # A photo or video with no face to judge is a failed job, with the reason in plain words.
+        data["error_code"] = "no_face"
+        data["error"] = result.message or "no face was found"
+    return data
+
+
+@shared_task(bind=True, name="worker.tasks.analyze_job")
+def analyze_job(self, job_id: str) -> dict:
+    """Download (for links), analyse, annotate and keep the evidence for one job."""
+    config = current_app.config
+    store = JobStore(config["DATA_DIR"])
+    job = store.load(job_id)
+    if job is None:
+        log.warning("job %s: folder missing (expired?)", job_id)
+        return {"status": "error"}
+    folder = store.folder(job_id)
+    started = time.time()
+    path: Path | None = None
+    try:
+        analyzer = get_analyzer()
+        settings = analyzer.settings
+        if job.source == "url":
+            from .download import download_video
+
+            reporter = ProgressReporter(self)
+            reporter.publish("download", 0.0)
+            path = download_video(
+                job.url or "",
+                folder,
+                config["ALLOWED_URL_HOSTS"],
+                max_bytes=int(config["MAX_DOWNLOAD_MB"]) * 1024 * 1024,
+                max_seconds=settings.max_video_seconds,
+                progress=lambda f: reporter("download", f * _DOWNLOAD_SHARE),
+                stem="input",
+            )
+            job.input = path.name
+            store.save(job)
+            reporter = ProgressReporter(self, offset=_DOWNLOAD_SHARE)
+        else:
+            path = folder / (job.input or "")
+            reporter = ProgressReporter(self)
+        reporter.publish("frames", reporter.offset)
+        result = analyzer.analyze(path, annotate_dir=folder, progress=reporter)
+        payload = _payload(result, folder)
+    except UnmaskError as exc:
+        payload = _error(exc.code, str(exc))
+    except SoftTimeLimitExceeded:
+        limit = int(config["TASK_TIME_LIMIT"])
+        payload = _error("timeout", f"the analysis took longer than the {limit}-second limit and was stopped")
+    except Exception:
+        log.exception("job %s: internal error", job_id)
+        payload = _error("internal", INTERNAL_ERROR)
+    finally:
+        if path is not None and path.is_file():
+            path.unlink(missing_ok=True)  # the upload is not needed once analysed
+    payload["job_id"] = job_id
+    payload["seconds_total"] = round(time.time() - started, 3)
+    store.write_result(job_id, payload)
+    log.info("job %s: %s %s", job_id, payload["status"], payload.get("error_code", ""))
+    return {"status": payload["status"]}
+
+
+@shared_task(name="worker.tasks.detect_frame", soft_time_limit=20, time_limit=30)
+def detect_frame(path: str) -> dict:
+    """Faces and scores for one webcam frame; the frame file is deleted whatever happens."""
+    from detector.media import load_image
+
+    try:
+        analyzer = get_analyzer()
+        image = load_image(path, analyzer.settings)
+        faces = analyzer.detector.detect(image)
+        results, _ = analyzer.score_faces(image, faces)
+        threshold = analyzer.threshold
+        out = []
+        for face in results:
+            item = face.to_json()
+            p = face.fake_probability
+            item["verdict"] = None if p is None else ("fake" if p >= threshold else "real")
+            out.append(item)
+        return {"width": image.shape[1], "height": image.shape[0], "threshold": threshold, "faces": out}
+    except UnmaskError as exc:
+        return {"error": str(exc), "error_code": exc.code}
+    except Exception:
+        log.exception("webcam frame: internal error")
+        return {"error": INTERNAL_ERROR, "error_code": "internal"}
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+@shared_task(name="worker.tasks.score_images", soft_time_limit=60, time_limit=90)
+def score_images(paths: list[str]) -> list[dict]:
+    """The model's fake probability for each quiz picture (its most suspicious face)."""
+    from detector.media import load_image
+
+    analyzer = get_analyzer()
+    out = []
+    for path in paths:
+        try:
+            image = load_image(path, analyzer.settings)
+            results, _ = analyzer.score_faces(image, analyzer.detector.detect(image))
+            scores = [r.fake_probability for r in results if r.fake_probability is not None]
+            p = max(scores) if scores else score_whole_image(image)
+            out.append({"fake_probability": round(float(p), 4), "faces": len(scores)})
+        except UnmaskError as exc:
+            out.append({"fake_probability": None, "error": str(exc)})
+        except Exception:
+            log.exception("quiz scoring failed for %s", path)
+            out.append({"fake_probability": None, "error": INTERNAL_ERROR})
+    return out
+
+
+@shared_task(name="worker.tasks.cleanup")
+def cleanup() -> dict:
+    """Delete jobs, webcam frames and quiz rounds older than the retention."""
+    config = current_app.config
+    data = Path(config["DATA_DIR"])
+    age = float(config["RETENTION_HOURS"]) * 3600
+    removed = {
+        "jobs": JobStore(data).expire(age),
+        "frames": expire_files(data / "frames", min(age, 600)),
+        "rounds": expire_files(data / "quiz-rounds", age),
+    }
+    log.info("retention: removed %s", removed)
+    return removed
