@@ -54,7 +54,10 @@ train: setup
 	$(PY) -m detector.training.train --run lite0-v1 --steps 2200 --minutes 70 --eval-every 550
 
 export: setup
-	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v1/best.pt --out models/unmask-lite0
+	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v1/best.pt --out .cache/models/fp32
+
+quantize: setup
+	$(PY) -m detector.training.quantize .cache/models/fp32/model.onnx models/unmask-lite0/model.onnx
 
 evaluate: setup
 	$(PY) -m detector.training.evaluate --model models/unmask-lite0

@@ -1,6 +1,6 @@
 """Static INT8 post-training quantization of an exported model, calibrated on real face crops.
 
-    python -m detector.training.quantize models/unmask-lite0/model-fp32.onnx models/unmask-lite0/model.onnx
+    python -m detector.training.quantize .cache/models/fp32/model.onnx models/unmask-lite0/model.onnx
 
 QDQ format with per-channel weights: EfficientNet-Lite was designed for this (ReLU6, no
 squeeze-excite), so INT8 keeps its accuracy while the file shrinks about 4x and a CPU runs it
@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--count", type=int, default=256)
     args = ap.parse_args(argv)
+    args.int8.parent.mkdir(parents=True, exist_ok=True)
     info = quantize(args.fp32, args.int8, args.cache, args.count)
     card_path = args.int8.parent / "card.json"
+    source_card = args.fp32.parent / "card.json"
+    if source_card.exists() and source_card.resolve() != card_path.resolve():
+        card_path.write_text(source_card.read_text())  # the FP32 card is the starting point
     if card_path.exists():
         card = json.loads(card_path.read_text())
         card["file"] = args.int8.name
