@@ -1,0 +1,188 @@
+"""detector.video and detector.tracking: probing, limits, rotation, truncation, sampling by time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector.config import Settings
+from detector.errors import CorruptMedia, MediaTooLarge, MediaTooLong, UnsupportedMedia
+from detector.tracking import FaceTracker
+from detector.video import iter_frames, probe_video, sample_frames, sample_times
+
+SETTINGS = Settings()
+FPS = 15
+
+
+def _mark_top_left(frame: np.ndarray, index: int) -> None:
+    frame[:40, :40] = (255, 0, 0)
+
+
+def _brightness_is_index(frame: np.ndarray, index: int) -> None:
+    """Each frame says its own number: grey level 8 * index (decodes back within a few levels)."""
+    frame[:] = 8 * index
+
+
+def _frame_number(image: np.ndarray) -> int:
+    return round(float(image.mean()) / 8)
+
+
+def _red_corner(image: np.ndarray) -> str:
+    h, w = image.shape[:2]
+    corners = {
+        "top-left": (5, 5),
+        "top-right": (5, w - 6),
+        "bottom-left": (h - 6, 5),
+        "bottom-right": (h - 6, w - 6),
+    }
+    red = [name for name, (y, x) in corners.items() if image[y, x, 0] > 200 and image[y, x, 1] < 80]
+    assert len(red) == 1, f"expected the mark in exactly one corner, found {red}"
+    return red[0]
+
+
+def _decode_all(path, settings: Settings = SETTINGS) -> list:
+    info = probe_video(path, settings)
+    return [frame.image for frame in iter_frames(path, info, settings)]
+
+
+@pytest.mark.parametrize("audio", [False, True])
+def test_probe_reports_the_clip(tmp_path, make_clip, face_image, audio):
+    clip = make_clip(tmp_path / "clip.mp4", [face_image(0)], fps=FPS, seconds=2.0, audio=audio)
+    info = probe_video(clip, SETTINGS)
+    assert (info.width, info.height) == (320, 240)
+    assert info.fps == pytest.approx(FPS)
+    assert info.frames == 2 * FPS
+    assert info.duration == pytest.approx(2.0, abs=1 / FPS)
+    assert info.rotation == 0
+    assert info.codec == "h264"
+    assert info.has_audio is audio
+
+
+def test_every_frame_decoded_in_order(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0, draw=_brightness_is_index)
+    frames = list(iter_frames(clip, settings=SETTINGS))
+    assert [f.index for f in frames] == list(range(FPS))
+    assert [_frame_number(f.image) for f in frames] == list(range(FPS))
+    times = [f.time for f in frames]
+    assert times[0] == pytest.approx(0.0, abs=1e-3)
+    assert np.diff(times) == pytest.approx(np.full(FPS - 1, 1 / FPS), abs=1e-3)
+
+
+# Display-matrix angles are counter-clockwise: a viewer turns the stored picture by that much.
+@pytest.mark.parametrize(
+    ("rotation", "shape", "corner"),
+    [
+        (90, (320, 240, 3), "bottom-left"),
+        (-90, (320, 240, 3), "top-right"),
+        (180, (240, 320, 3), "bottom-right"),
+    ],
+)
+def test_rotation_metadata_honoured(tmp_path, make_clip, rotation, shape, corner):
+    clip = make_clip(tmp_path / "phone.mp4", seconds=0.4, rotation=rotation, draw=_mark_top_left)
+    info = probe_video(clip, SETTINGS)
+    assert info.rotation % 360 == rotation % 360
+    assert (info.height, info.width) == shape[:2]
+    for image in _decode_all(clip):
+        assert image.shape == shape
+        assert _red_corner(image) == corner
+    sampled = next(iter(sample_frames(clip, 1, SETTINGS)))
+    assert sampled.image.shape == shape
+
+
+# BUG in detector/video.py `_open`: `av.error.ValueError` does not exist in PyAV 18, so when
+# av.open fails the except clause itself raises AttributeError instead of CorruptMedia.
+OPEN_BUG = pytest.mark.xfail(
+    reason="BUG: detector.video._open catches av.error.ValueError, which PyAV 18 lacks: AttributeError",
+    raises=AttributeError,
+    strict=True,
+)
+
+
+@pytest.mark.parametrize(
+    "faststart",
+    [pytest.param(False, id="moov-at-end", marks=OPEN_BUG), pytest.param(True, id="moov-first")],
+)
+def test_truncated_mp4_is_corrupt(tmp_path, make_clip, face_image, media, faststart):
+    clip = make_clip(tmp_path / "cut.mp4", [face_image(0)], seconds=2.0, faststart=faststart)
+    media.truncate(clip, 0.5)
+    with pytest.raises(CorruptMedia):
+        _decode_all(clip)
+
+
+def test_too_long(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "long.mp4", seconds=1.0)
+    with pytest.raises(MediaTooLong, match="limit"):
+        probe_video(clip, Settings(max_video_seconds=0.5))
+    assert probe_video(clip, Settings(max_video_seconds=1.5)).frames == FPS
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_video_frames": 10}, {"max_video_frame_pixels": 320 * 240 - 1}, {"max_file_bytes": 100}],
+    ids=["frames", "frame-pixels", "bytes"],
+)
+def test_over_size_limits(tmp_path, make_clip, limits):
+    clip = make_clip(tmp_path / "big.mp4", seconds=1.0)
+    with pytest.raises(MediaTooLarge):
+        probe_video(clip, Settings(**limits))
+
+
+def test_image_is_not_a_video(tmp_path, media, face_image):
+    path = media.save_image(face_image(0), tmp_path / "photo.mp4", format="JPEG")
+    with pytest.raises(UnsupportedMedia, match="image"):
+        probe_video(path, SETTINGS)
+
+
+@pytest.mark.parametrize("count", [1, 5, 8])
+def test_sample_frames_spread_over_the_clip(tmp_path, make_clip, count):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=2.0, draw=_brightness_is_index)
+    frames = list(sample_frames(clip, count, SETTINGS))
+    assert len(frames) == count
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+    for frame, target in zip(frames, sample_times(probe_video(clip, SETTINGS), count), strict=True):
+        assert abs(frame.time - target) <= 0.5 / FPS + 1e-6
+        assert _frame_number(frame.image) == frame.index  # the pixels are that frame's
+    assert indices[0] < 2 * FPS / count + 1 and indices[-1] > 2 * FPS - 2 * FPS / count - 1
+
+
+def test_sample_more_frames_than_the_clip_has(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "short.mp4", fps=FPS, seconds=0.4, draw=_brightness_is_index)
+    frames = list(sample_frames(clip, 50, SETTINGS))
+    assert [f.index for f in frames] == list(range(6))
+
+
+def test_sample_times_are_centred_in_equal_slices(tmp_path, make_clip):
+    info = probe_video(make_clip(tmp_path / "c.mp4", seconds=2.0), SETTINGS)
+    assert sample_times(info, 4) == pytest.approx([0.25, 0.75, 1.25, 1.75], abs=0.05)
+
+
+def _walk(tracker: FaceTracker, steps: int, boxes_at) -> list[list[int]]:
+    return [tracker.update(t * 0.5, boxes_at(t)) for t in range(steps)]
+
+
+def test_tracker_keeps_two_people_apart():
+    def boxes(t: int):
+        return [(20 + 3 * t, 40, 80, 80), (200 - 3 * t, 50, 70, 70)]
+
+    ids = _walk(FaceTracker(), 8, boxes)
+    assert all(step == ids[0] for step in ids)
+    assert len(set(ids[0])) == 2
+
+
+def test_tracker_follows_order_changes():
+    def boxes(t: int):
+        left, right = (20, 40, 80, 80), (220, 40, 80, 80)
+        return [left, right] if t % 2 == 0 else [right, left]
+
+    ids = _walk(FaceTracker(), 6, boxes)
+    left_ids = [step[0] if t % 2 == 0 else step[1] for t, step in enumerate(ids)]
+    assert len(set(left_ids)) == 1
+
+
+def test_tracker_opens_a_new_track_after_a_long_gap():
+    tracker = FaceTracker(max_gap_seconds=2.0)
+    first = tracker.update(0.0, [(50, 50, 80, 80)])
+    again = tracker.update(5.0, [(50, 50, 80, 80)])
+    assert first != again
+    assert tracker.get(first[0]).hits == 1
