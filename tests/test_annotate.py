@@ -1,0 +1,135 @@
+"""detector.annotate: boxes and labels on pictures, and annotated H.264 video decoded back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from detector.annotate import GREEN, GREY, RED, AnnotatedVideoWriter, Label, draw_labels, heatmap_overlay
+from detector.media import load_image
+
+BOX = (60, 50, 100, 90)
+
+
+def _box_coloured(image: np.ndarray, tolerance: int = 45) -> int:
+    """Pixels near the red or green of a verdict box (after H.264 or JPEG has blurred them)."""
+    pixels = image.reshape(-1, 3).astype(int)
+    near = [(np.abs(pixels - colour).max(axis=1) <= tolerance) for colour in (RED, GREEN)]
+    return int((near[0] | near[1]).sum())
+
+
+def _decode(path: Path) -> tuple[dict, list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        facts = {
+            "codec": video.codec_context.name,
+            "pix_fmt": video.codec_context.pix_fmt,
+            "size": (video.codec_context.width, video.codec_context.height),
+            "audio": [s.codec_context.name for s in container.streams.audio],
+        }
+        frames = []
+        for frame in container.decode(video):
+            facts.setdefault("rotation", frame.rotation)
+            frames.append(frame.to_ndarray(format="rgb24"))
+    return facts, frames
+
+
+@pytest.mark.parametrize(
+    ("probability", "too_small", "colour"),
+    [(0.9, False, RED), (0.5, False, RED), (0.1, False, GREEN), (None, True, GREY), (None, False, GREY)],
+    ids=["fake", "at-threshold", "real", "too-small", "unscored"],
+)
+def test_draw_labels_colour_follows_the_verdict(probability, too_small, colour):
+    image = np.full((240, 320, 3), 30, dtype=np.uint8)
+    out = draw_labels(image, [Label(BOX, probability, threshold=0.5, too_small=too_small)])
+    x, y, w, h = BOX
+    assert tuple(out[y + h // 2, x]) == colour  # left edge
+    assert tuple(out[y + h, x + w // 2]) == colour  # bottom edge
+    assert tuple(out[y + h // 2, x + w // 2]) == (30, 30, 30)  # inside is left alone
+    assert (image == 30).all(), "the input is not drawn on"
+
+
+def test_draw_labels_keeps_the_label_inside_the_frame():
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    out = draw_labels(image, [Label((0, 0, 60, 60), 0.9, 0.5)])  # no room above: label goes below
+    assert out.shape == image.shape
+    assert (out[61:90, :60] == RED).all(axis=-1).any()
+
+
+def test_annotated_video_writer_evens_odd_sizes(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with AnnotatedVideoWriter(path, 321, 241, 12.0) as writer:
+        for i in range(5):
+            writer.write(np.full((241, 321, 3), 40 * i, dtype=np.uint8))
+    facts, frames = _decode(path)
+    assert facts["size"] == (320, 240)
+    assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
+    assert len(frames) == 5
+
+
+def test_annotated_video_writer_removes_the_file_on_failure(tmp_path):
+    path = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError), AnnotatedVideoWriter(path, 64, 64, 10.0) as writer:
+        writer.write(np.zeros((64, 64, 3), dtype=np.uint8))
+        raise RuntimeError("analysis failed half way")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("audio", "every_frame"), [(True, False), (False, True)], ids=["audio-sampled", "silent-every-frame"]
+)
+def test_annotated_video_decodes_back(tmp_path, analyzer, make_clip, face_image, audio, every_frame):
+    clip = make_clip(tmp_path / "talk.mp4", [face_image(0)], seconds=1.0, audio=audio)
+    result = analyzer.analyze(clip, annotate_dir=tmp_path / "out", every_frame=every_frame)
+    assert result.status == "ok"
+    out = Path(result.annotated_path)
+    assert out == tmp_path / "out" / "talk.annotated.mp4"
+    facts, frames = _decode(out)
+    _, source = _decode(clip)
+    assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
+    assert facts["size"] == (320, 240)
+    assert len(frames) == len(source) == 15
+    assert facts["audio"] == (["aac"] if audio else [])
+    boxed = [_box_coloured(frame) > 150 for frame in frames]
+    assert all(boxed), f"frames without a verdict box: {[i for i, b in enumerate(boxed) if not b]}"
+    assert max(_box_coloured(frame) for frame in source) < 20, "the input has no box colours"
+
+
+def test_annotated_audio_lasts_as_long_as_the_source(tmp_path, analyzer, make_clip, face_image):
+    clip = make_clip(tmp_path / "talk.mp4", [face_image(0)], seconds=1.0, audio=True)
+    out = Path(analyzer.analyze(clip, annotate_dir=tmp_path / "out").annotated_path)
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+    assert samples == pytest.approx(44100, abs=2048)
+
+
+def test_annotated_rotated_video_is_upright(tmp_path, analyzer, make_clip, face_image):
+    clip = make_clip(tmp_path / "phone.mp4", [face_image(0)], seconds=0.6, rotation=90)
+    result = analyzer.analyze(clip, annotate_dir=tmp_path / "out")
+    facts, frames = _decode(Path(result.annotated_path))
+    assert facts["size"] == (240, 320)  # stored upright: no display matrix needed
+    assert not facts["rotation"]
+    assert frames[0].shape == (320, 240, 3)
+
+
+def test_annotated_photo(tmp_path, analyzer, media, face_image):
+    photo = media.save_image(face_image(0), tmp_path / "face.png")
+    result = analyzer.analyze(photo, annotate_dir=tmp_path / "out")
+    out = Path(result.annotated_path)
+    assert out == tmp_path / "out" / "face.annotated.jpg"
+    annotated = load_image(out)
+    assert annotated.shape == face_image(0).shape
+    assert _box_coloured(annotated) > 100 + _box_coloured(face_image(0))
+
+
+@pytest.mark.parametrize(("heat", "hotter"), [(1.0, "red"), (0.0, "blue")])
+def test_heatmap_overlay(heat, hotter):
+    crop = np.full((224, 224, 3), 128, dtype=np.uint8)
+    out = heatmap_overlay(crop, np.full((7, 7), heat, dtype=np.float32))
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    red, blue = out[..., 0].mean(), out[..., 2].mean()
+    assert (red > blue + 30) if hotter == "red" else (blue > red + 30)
