@@ -44,7 +44,7 @@ def face_photo_path(index: int = 0, dataset: str = "utkface", label: str = "real
     return sorted((FACES / dataset / label).glob("*.jpg"))[index]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def face_image() -> Callable[..., np.ndarray]:
     """``face_image(index=0, dataset="utkface", label="real")``: a real face photo as RGB uint8.
 
