@@ -100,7 +100,11 @@ def finish_config(config: dict) -> None:
             "cleanup": {"task": "worker.tasks.cleanup", "schedule": 900.0},
         },
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": soft + 120},
+        "broker_transport_options": {"visibility_timeout": soft + 120, "socket_connect_timeout": 3},
+        # Fail fast (503 to the user) when Redis is down, instead of retrying for a minute.
+        "broker_connection_timeout": 3,
+        "redis_socket_connect_timeout": 3,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 3.0, "max_retries": 1}},
     }
     celery.update(config.get("CELERY") or {})
     config["CELERY"] = celery

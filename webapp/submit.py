@@ -30,6 +30,11 @@ def store() -> JobStore:
     return JobStore(current_app.config["DATA_DIR"])
 
 
+def task(name: str):
+    """A task bound to this app's Celery (its broker), whatever app was created last."""
+    return current_app.extensions["celery"].tasks[f"worker.tasks.{name}"]
+
+
 def _clean_name(name: str | None) -> str | None:
     if not name:
         return None
@@ -66,16 +71,14 @@ def submit_url(url: str) -> Job:
 
 
 def _enqueue(job: Job) -> Job:
-    from worker.tasks import analyze_job
-
     try:
-        analyze_job.apply_async(
+        task("analyze_job").apply_async(
             args=[job.id],
             task_id=job.id,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
         )
-    except OperationalError as exc:
+    except (OperationalError, OSError, RuntimeError) as exc:  # broker or result store unreachable
         log.error("job %s: cannot reach the queue: %s", job.id, exc)
         store().delete(job.id)
         raise QueueUnavailable("the job queue is not reachable right now; please try again shortly") from None

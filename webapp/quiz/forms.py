@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField
-from wtforms.validators import DataRequired
+from wtforms import HiddenField
+from wtforms.validators import AnyOf, DataRequired
 
 
 class RoundForm(FlaskForm):
@@ -13,4 +13,4 @@ class RoundForm(FlaskForm):
 
 class AnswerForm(FlaskForm):
     round = HiddenField(validators=[DataRequired("the round is missing")])
-    pick = RadioField(choices=[("a", "left"), ("b", "right")], validators=[DataRequired("pick a face")])
+    pick = HiddenField(validators=[DataRequired("pick a face"), AnyOf(["a", "b"], message="pick a or b")])

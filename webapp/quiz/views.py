@@ -19,6 +19,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, send_
 from kombu.exceptions import OperationalError
 
 from ..errors import error_response
+from ..submit import task
 from .forms import AnswerForm, RoundForm
 from .pool import load_pool
 
@@ -73,11 +74,11 @@ def new_round():
     round_id = secrets.token_hex(16)
     task_id = None
     try:
-        from worker.tasks import score_images
-
         timeout = float(current_app.config["QUIZ_TIMEOUT"])
-        task_id = score_images.apply_async(args=[[pictures["a"], pictures["b"]]], expires=timeout * 4).id
-    except OperationalError:
+        task_id = (
+            task("score_images").apply_async(args=[[pictures["a"], pictures["b"]]], expires=timeout * 4).id
+        )
+    except (OperationalError, OSError, RuntimeError):
         pass  # the round still works; the answer will say the model's scores are missing
     record = {"pictures": pictures, "real": real_side, "task": task_id, "created": time.time()}
     (_rounds() / f"{round_id}.json").write_text(json.dumps(record))
@@ -130,13 +131,11 @@ def _model_scores(task_id: str | None) -> dict:
     empty = {"a": None, "b": None}
     if not task_id:
         return empty
-    from worker.tasks import score_images
-
-    pending = score_images.AsyncResult(task_id)
+    pending = current_app.extensions["celery"].AsyncResult(task_id)
     try:
         result = pending.get(timeout=float(current_app.config["QUIZ_TIMEOUT"]), propagate=False)
         pending.forget()
-    except (CeleryTimeout, OperationalError):
+    except (CeleryTimeout, OperationalError, OSError, RuntimeError):
         return empty
     if not isinstance(result, list) or len(result) != 2:
         return empty

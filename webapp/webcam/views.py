@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from detector.media import sniff
 
 from ..errors import error_response
+from ..submit import task
 from .forms import FrameForm
 
 bp = Blueprint("webcam", __name__, url_prefix="/webcam")
@@ -44,16 +45,14 @@ def frame():
     path = folder / f"{secrets.token_hex(12)}.{media.format}"
     path.write_bytes(data)
 
-    from worker.tasks import detect_frame
-
     timeout = float(current_app.config["FRAME_TIMEOUT"])
     try:
-        pending = detect_frame.apply_async(args=[str(path)], expires=timeout)
+        pending = task("detect_frame").apply_async(args=[str(path)], expires=timeout)
         result = pending.get(timeout=timeout, propagate=False)
         pending.forget()
     except CeleryTimeout:
         return error_response(503, "busy", "the detector is busy; the next frame will try again")
-    except OperationalError:
+    except (OperationalError, OSError, RuntimeError):
         path.unlink(missing_ok=True)
         return error_response(503, "queue_unavailable", "the job queue is not reachable right now")
     if not isinstance(result, dict):

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from detector.errors import MediaTooLarge
+from worker.download import DownloadFailed, UrlRefused, _plain, check_address, check_url, download_video
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.youtube.com/watch?v=x",
+        "https://youtu.be/x",
+        "http://m.youtube.com/watch?v=x",
+    ],
+)
+def test_allowed_hosts_and_subdomains(url):
+    assert check_url(url, ["youtube.com", "youtu.be"])
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("ftp://youtube.com/x", "http"),
+        ("javascript:alert(1)", "http"),
+        ("https://evilyoutube.com/x", "not on this server's list"),
+        ("https://youtube.com.evil.net/x", "not on this server's list"),
+        ("https://user:pw@youtube.com/x", "password"),
+        ("https://", "no site name"),
+        ("https://youtube.com:99999/x", "not a valid link"),
+    ],
+)
+def test_refused_links_say_why(url, words):
+    with pytest.raises(UrlRefused, match=words):
+        check_url(url, ["youtube.com"])
+
+
+def test_private_addresses_need_the_exact_host_listed():
+    check_address("http://127.0.0.1:8000/x.mp4", ["127.0.0.1"])  # listed exactly: allowed
+    with pytest.raises(UrlRefused, match="private or local"):
+        check_address("http://localhost:8000/x.mp4", ["host"])
+
+
+def test_yt_dlp_errors_become_plain_words():
+    assert "connection refused" in _plain("ERROR: [generic] x: [Errno 111] Connection refused", "h")
+    assert "HTTP error 404" in _plain("ERROR: [generic] x: HTTP Error 404: Not Found", "h")
+    assert "Traceback" not in _plain("ERROR: weird\nTraceback (most recent call last):", "h")
+
+
+def test_download_from_an_allowed_local_server(file_server, tmp_path):
+    path = download_video(f"{file_server}/clip.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
+    assert path.stat().st_size > 1000
+
+
+def test_download_over_the_size_cap_is_refused(file_server, tmp_path):
+    with pytest.raises(MediaTooLarge, match="limit"):
+        download_video(f"{file_server}/clip.mp4", tmp_path, ["127.0.0.1"], 2000, 600)
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_and_unreachable(file_server, tmp_path):
+    with pytest.raises(DownloadFailed, match="404"):
+        download_video(f"{file_server}/nothing.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
+    with pytest.raises(DownloadFailed, match="refused"):
+        download_video("http://127.0.0.1:9/x.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import csrf_token
+
+from webapp.quiz.pool import forget_pool
+
+SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces" / "dfdc"
+
+
+def test_empty_pool_explains_how_to_fill_it(client):
+    page = client.get("/quiz/")
+    assert b"quiz import" in page.data and b"real/" in page.data
+    response = client.post("/quiz/round", headers={"X-CSRFToken": csrf_token(client)})
+    assert response.status_code == 409
+
+
+def test_import_command_fills_the_pool_with_anonymous_names(app, runner):
+    result = runner.invoke(args=["quiz", "import", str(SHARED_FACES), "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    assert "imported 3 real and 3 fake" in result.output
+    pool = Path(app.config["QUIZ_DIR"])
+    names = [p.name for p in (pool / "real").iterdir()] + [p.name for p in (pool / "fake").iterdir()]
+    assert len(names) == 6 and not any("real" in n or "fake" in n for n in names)
+
+
+def test_a_round_hides_the_answer_and_scores_player_and_model(app, client, runner, queued, monkeypatch):
+    runner.invoke(args=["quiz", "import", str(SHARED_FACES), "--limit", "2"])
+    forget_pool()
+    import webapp.quiz.views as views
+
+    monkeypatch.setattr(views, "_model_scores", lambda task_id: {"a": 0.2, "b": 0.9})
+    token = csrf_token(client)
+    round_ = client.post("/quiz/round", headers={"X-CSRFToken": token}).get_json()
+    assert queued and queued[-1][0] == "score_images"
+    urls = round_["images"]
+    assert set(urls) == {"a", "b"}
+    for url in urls.values():
+        image = client.get(url)
+        assert image.status_code == 200 and image.data[:3] == b"\xff\xd8\xff"
+        assert "real" not in url and "fake" not in url
+    answer = client.post(
+        "/quiz/answer", data={"round": round_["round"], "pick": "a"}, headers={"X-CSRFToken": token}
+    ).get_json()
+    assert answer["model_pick"] == "a"
+    assert answer["correct"] == (answer["real"] == "a")
+    assert answer["score"] == {
+        "player": int(answer["correct"]),
+        "model": int(answer["real"] == "a"),
+        "rounds": 1,
+    }
+    again = client.post(
+        "/quiz/answer", data={"round": round_["round"], "pick": "a"}, headers={"X-CSRFToken": token}
+    )
+    assert again.status_code == 404  # one answer per round
+
+
+def test_shared_data_layout_works_as_a_pool_directly(tmp_path):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "QUIZ_DIR": str(SHARED_FACES)})
+    page = app.test_client().get("/quiz/")
+    assert b'id="quiz"' in page.data

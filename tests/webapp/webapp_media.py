@@ -1,0 +1,90 @@
+"""Test media made from the shared data's real files: a photo, a short clip, a webcam .y4m.
+
+Nothing third-party is committed; every file is generated per test session.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+FACE = SHARED / "faces" / "dfdc" / "real" / "aabqyygbaa.jpg"
+VIDEO = SHARED / "videos" / "real" / "ffpp_519.mp4"
+
+
+def face_photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
+    """A real face crop from the shared data, enlarged and placed on a plain background."""
+    face = Image.open(FACE).convert("RGB").resize((320, 320))
+    canvas = Image.new("RGB", size, (92, 104, 118))
+    canvas.paste(face, ((size[0] - 320) // 2, (size[1] - 320) // 2))
+    canvas.save(path, quality=92)
+    return path
+
+
+def face_clip(path: Path, seconds: float = 1.2, width: int = 400) -> Path:
+    """The first ``seconds`` of a real shared clip, downscaled and re-encoded as H.264."""
+    with av.open(str(VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        rate = Fraction(stream.average_rate or 25)
+        height = int(stream.height * width / stream.width) // 2 * 2
+        enc = out.add_stream("libx264", rate=rate)
+        enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+        enc.options = {"preset": "ultrafast"}
+        enc.codec_context.time_base = 1 / rate
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= seconds * float(rate):
+                break
+            small = frame.reformat(width=width, height=height, format="yuv420p")
+            small.pts = i
+            small.time_base = 1 / rate
+            for packet in enc.encode(small):
+                out.mux(packet)
+        for packet in enc.encode():
+            out.mux(packet)
+    return path
+
+
+def webcam_y4m(path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
+    """A fake-camera file for Chromium (--use-file-for-fake-video-capture): the face photo, still."""
+    w, h = size
+    rgb = Image.open(face_photo(path.with_suffix(".jpg"), size)).convert("YCbCr")
+    y, cb, cr = (np.asarray(c, dtype=np.uint8) for c in rgb.split())
+    cb = cb.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint8)
+    cr = cr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint8)
+    with path.open("wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            fh.write(b"FRAME\n")
+            fh.write(y.tobytes() + cb.tobytes() + cr.tobytes())
+    return path
+
+
+def blank_photo(path: Path) -> Path:
+    """A real JPEG with no face in it."""
+    Image.new("RGB", (320, 240), (200, 180, 160)).save(path)
+    return path
+
+
+def huge_png(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
+    """A tiny PNG whose header claims a huge picture (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def truncated_copy(source: Path, path: Path, keep: float = 0.4) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
