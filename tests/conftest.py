@@ -148,6 +148,14 @@ def truncate(path: Path, fraction: float = 0.5) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_faces() -> Path:
+    """``faces/`` of the shared data: ``<set>/{real,fake}/`` with a ``labels.csv`` per set."""
+    if not FACES.is_dir():
+        pytest.fail(f"shared data not found at {FACES} (set UNMASK_SHARED_DATA)", pytrace=False)
+    return FACES
+
+
 @pytest.fixture(name="make_clip", scope="session")
 def make_clip_fixture() -> Callable[..., Path]:
     """``make_clip(path, images, fps=15, size=(320, 240), seconds=1.0, audio=False, rotation=0, ...)``."""

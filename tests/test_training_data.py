@@ -1,0 +1,352 @@
+"""detector.training: dataset readers on tiny fixtures in the real layouts, splits, ``prepare``,
+augmentation and self-blending; a tiny train-and-export run is marked slow."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.training.augment import augment, color_jitter, jpeg, rescale, shift_scale
+from detector.training.datasets import (
+    assign_split,
+    detect_layout,
+    read_celebdf,
+    read_dataset,
+    read_faceforensics,
+    read_label_folders,
+    read_labels_csv,
+)
+from detector.training.prepare import CROP_SIZE, prepare
+from detector.training.sbi import hull_mask, self_blend
+
+
+def _touch(root: Path, *relative: str) -> Path:
+    for rel in relative:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    return root
+
+
+def _by_name(samples) -> dict:
+    return {s.path.name: s for s in samples}
+
+
+def _splits_by_group(samples) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for s in samples:
+        out[s.group].add(s.split or assign_split(s.group))
+    return out
+
+
+# -- readers ---------------------------------------------------------------------------------
+
+
+def test_label_folders(tmp_path):
+    root = _touch(
+        tmp_path / "mine", "real/a.jpg", "real/deep/b.PNG", "fake/c.mp4", "fake/notes.txt", "other/d.jpg"
+    )
+    samples = read_label_folders(root)
+    assert detect_layout(root) == "label_folders"
+    by = _by_name(samples)
+    assert sorted(by) == ["a.jpg", "b.PNG", "c.mp4"]
+    assert (by["a.jpg"].label, by["b.PNG"].label, by["c.mp4"].label) == (0, 0, 1)
+    assert by["c.mp4"].generator == "fake" and by["a.jpg"].generator == "real"
+    assert {s.source for s in samples} == {"mine"}
+    assert len({s.group for s in samples}) == 3  # each file its own group
+    assert by["b.PNG"].group == "mine:real/deep/b.PNG"
+
+
+def _write_labels(root: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "labels.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "group", "generator", "source", "extra"])
+        writer.writerows([(*row, "set", "") for row in rows])
+    return root
+
+
+def test_labels_csv_groups_and_generators(tmp_path):
+    root = _write_labels(
+        tmp_path / "dfdc",
+        [
+            ("real/v1.jpg", "real", "vid1", "real"),
+            ("fake/v1a.jpg", "fake", "vid1", "dfdc"),
+            ("fake/v1b.jpg", "fake", "vid1", "dfdc"),
+            ("real/v2.jpg", "real", "", ""),
+        ],
+    )
+    assert detect_layout(root) == "labels_csv"
+    by = _by_name(read_dataset(root))
+    assert by["v1a.jpg"].path == root / "fake" / "v1a.jpg"
+    assert by["v1.jpg"].group == by["v1a.jpg"].group == by["v1b.jpg"].group == "dfdc:vid1"
+    assert by["v2.jpg"].group == "dfdc:real/v2.jpg"  # no group: the file is its own
+    assert [by[n].label for n in ("v1.jpg", "v1a.jpg", "v2.jpg")] == [0, 1, 0]
+    assert by["v1a.jpg"].generator == "dfdc" and by["v2.jpg"].generator == "real"
+
+
+def test_labels_csv_refuses_unknown_labels(tmp_path):
+    root = _write_labels(tmp_path / "odd", [("x.jpg", "maybe", "", "")])
+    with pytest.raises(ValueError, match="unknown label 'maybe'"):
+        read_labels_csv(root)
+
+
+def test_shared_stargan_labels_pair_each_edit_with_its_original(shared_faces):
+    samples = read_dataset(shared_faces / "stargan")
+    assert Counter(s.label for s in samples) == {0: 1022, 1: 1022}
+    groups = defaultdict(list)
+    for s in samples:
+        groups[s.group].append(s)
+    assert all(len(members) <= 2 for members in groups.values())
+    assert all(len(splits) == 1 for splits in _splits_by_group(samples).values())
+    assert all(s.path.exists() for s in samples[:: len(samples) // 20])
+
+
+FFPP = [
+    "original_sequences/youtube/c23/videos/000.mp4",
+    "original_sequences/youtube/c23/videos/003.mp4",
+    "original_sequences/youtube/c40/videos/000.mp4",  # another compression: not read
+    "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
+    "manipulated_sequences/Deepfakes/masks/videos/000_003.mp4",  # masks are not samples
+    "manipulated_sequences/FaceSwap/c23/videos/000_003.mp4",
+    "manipulated_sequences/NeuralTextures/c23/videos/003_000.mp4",
+]
+
+
+def test_faceforensics(tmp_path):
+    root = _touch(tmp_path / "ffpp", *FFPP)
+    assert detect_layout(root) == "faceforensics"
+    samples = read_dataset(root)
+    got = sorted((s.path.relative_to(root).as_posix(), s.label, s.generator, s.group) for s in samples)
+    assert got == [
+        ("manipulated_sequences/Deepfakes/c23/videos/000_003.mp4", 1, "Deepfakes", "ffpp:000"),
+        ("manipulated_sequences/FaceSwap/c23/videos/000_003.mp4", 1, "FaceSwap", "ffpp:000"),
+        ("manipulated_sequences/NeuralTextures/c23/videos/003_000.mp4", 1, "NeuralTextures", "ffpp:003"),
+        ("original_sequences/youtube/c23/videos/000.mp4", 0, "real", "ffpp:000"),
+        ("original_sequences/youtube/c23/videos/003.mp4", 0, "real", "ffpp:003"),
+    ]
+    assert {s.source for s in samples} == {"ffpp"}
+    assert all(len(splits) == 1 for splits in _splits_by_group(samples).values())
+    assert len(read_faceforensics(root, compression="c40")) == 1
+
+
+CELEBDF = [
+    "Celeb-real/id0_0000.mp4",
+    "Celeb-real/id1_0000.mp4",
+    "YouTube-real/00000.mp4",
+    "YouTube-real/00001.mp4",
+    "Celeb-synthesis/id0_id1_0000.mp4",
+    "Celeb-synthesis/id1_id0_0000.mp4",
+]
+# The official list: "<1 real | 0 fake> <path>".
+CELEBDF_TEST_LIST = (
+    "1 YouTube-real/00001.mp4\n0 Celeb-synthesis/id1_id0_0000.mp4\n1 Celeb-real/id1_0000.mp4\n"
+)
+
+
+def test_celebdf_official_test_split(tmp_path):
+    root = _touch(tmp_path / "Celeb-DF-v2", *CELEBDF)
+    (root / "List_of_testing_videos.txt").write_text(CELEBDF_TEST_LIST)
+    assert detect_layout(root) == "celebdf"
+    by = {s.path.relative_to(root).as_posix(): s for s in read_celebdf(root)}
+    assert sorted(by) == sorted(CELEBDF)
+    assert {k for k, s in by.items() if s.split == "test"} == {
+        "YouTube-real/00001.mp4",
+        "Celeb-synthesis/id1_id0_0000.mp4",
+        "Celeb-real/id1_0000.mp4",
+    }
+    assert {s.split for s in by.values()} == {"test", "train"}
+    assert [by[k].label for k in CELEBDF] == [0, 0, 0, 0, 1, 1]
+    assert by["Celeb-synthesis/id0_id1_0000.mp4"].generator == "celebdf"
+    assert (
+        by["Celeb-real/id0_0000.mp4"].group == by["Celeb-synthesis/id0_id1_0000.mp4"].group == "celebdf:id0"
+    )
+
+
+def test_unknown_layout_is_named(tmp_path):
+    _touch(tmp_path / "junk", "a.jpg")
+    with pytest.raises(ValueError, match="unknown dataset layout"):
+        detect_layout(tmp_path / "junk")
+
+
+# -- splits ----------------------------------------------------------------------------------
+
+
+def test_assign_split_is_deterministic():
+    # Fixed values: the split must not change between runs, machines or Python versions.
+    groups = ["dfdc:aaa", "dfdc:aab", "dfdc:aac", "dfdc:aad", "ffpp:000"]
+    assert [assign_split(g) for g in groups] == ["train", "test", "train", "val", "test"]
+
+
+def test_assign_split_proportions():
+    counts = Counter(assign_split(f"set:{i}") for i in range(5000))
+    assert counts["test"] / 5000 == pytest.approx(0.2, abs=0.03)
+    assert counts["val"] / 5000 == pytest.approx(0.1, abs=0.03)
+    assert Counter(assign_split(f"set:{i}", test=0.0, val=0.0) for i in range(200)) == {"train": 200}
+
+
+# -- prepare ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, media, make_clip, face_image, shared_faces):
+    root = tmp_path_factory.mktemp("data") / "mini"
+    (root / "real").mkdir(parents=True)
+    (root / "fake").mkdir()
+    for i in range(2):
+        shutil.copy(media.face_photo_path(i), root / "real" / f"face{i}.jpg")
+    media.save_image(media.gradient(), root / "real" / "gradient.png")
+    media.truncate(shutil.copy(media.face_photo_path(2), root / "real" / "broken.jpg"), 0.3)
+    make_clip(root / "real" / "talk.mp4", [face_image(3)], seconds=1.0)
+    shutil.copy(sorted((shared_faces / "gan" / "fake").glob("*.jpg"))[0], root / "fake" / "gen.jpg")
+    out = tmp_path_factory.mktemp("crops")
+    split_file = out / "splits.csv"
+    report = prepare([root], out, split_file=split_file, workers=1, landmarks=True)
+    return root, out, split_file, report
+
+
+def _manifest(out: Path) -> list[dict]:
+    with (out / "manifest.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_prepare_report_counts(prepared):
+    _, out, _, report = prepared
+    mini = report["sources"]["mini"]
+    # real: 2 photos + 8 video frames with a face, the gradient without; fake: 1 photo
+    assert mini["total"] == {"real": 11, "fake": 1}
+    assert mini["found"] == {"real": 10, "fake": 1}
+    assert mini["unreadable"] == 1
+    assert json.loads((out / "report.json").read_text())["sources"]["mini"]["found"] == mini["found"]
+
+
+def test_prepare_writes_crops_landmarks_and_manifest(prepared):
+    _, out, _, _ = prepared
+    crops = np.load(out / "mini.npy")
+    assert crops.shape == (11, CROP_SIZE, CROP_SIZE, 3) and crops.dtype == np.uint8
+    assert crops.reshape(11, -1).std(axis=1).min() > 10, "every crop carries a picture"
+    marks = np.load(out / "mini_landmarks.npy")
+    assert marks.shape == (11, 468, 2)
+    rows = _manifest(out)
+    assert [int(r["row"]) for r in rows] == list(range(11))
+    for row, mark in zip(rows, marks, strict=True):
+        if row["label"] == "1":
+            assert np.isnan(mark.astype(np.float32)).all(), "landmarks are kept for real crops only"
+    assert np.isfinite(marks[0].astype(np.float32)).all()
+    video_rows = [r for r in rows if r["file"].endswith("talk.mp4")]
+    assert sorted(int(r["frame"]) for r in video_rows) == list(range(8))
+    assert len({(r["group"], r["split"]) for r in video_rows}) == 1  # one video, one split
+
+
+def test_prepare_writes_the_split_file(prepared):
+    _, out, split_file, _ = prepared
+    with split_file.open(newline="") as fh:
+        splits = {row["group"]: row["split"] for row in csv.DictReader(fh)}
+    rows = _manifest(out)
+    assert {r["group"] for r in rows} == set(splits)
+    assert all(splits[r["group"]] == r["split"] for r in rows)
+
+
+# -- augmentation and self-blending ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crop(face_image) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(face_image(0), (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augment_keeps_shape_and_dtype(crop, seed):
+    out = augment(crop, np.random.default_rng(seed))
+    assert out.shape == crop.shape and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda img, rng: jpeg(img, 30),
+        lambda img, rng: rescale(img, 0.4),
+        lambda img, rng: color_jitter(img, rng),
+        lambda img, rng: shift_scale(img, rng),
+    ],
+    ids=["jpeg", "rescale", "color", "shift-scale"],
+)
+def test_each_augmentation_keeps_shape_and_changes_pixels(crop, transform):
+    out = transform(crop, np.random.default_rng(1))
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - crop).mean() > 0.5
+
+
+def _ellipse_landmarks(size: int = CROP_SIZE, n: int = 468) -> np.ndarray:
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([size / 2 + 0.3 * size * np.cos(angles), size / 2 + 0.38 * size * np.sin(angles)], axis=1)
+
+
+@pytest.mark.parametrize(
+    "landmarks",
+    [_ellipse_landmarks(), None, np.full((468, 2), np.nan, np.float32)],
+    ids=["landmarks", "none", "nan"],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_self_blend_changes_the_face_and_keeps_shape(crop, landmarks, seed):
+    out = self_blend(crop, landmarks, np.random.default_rng(seed))
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - crop).mean() > 0.5
+    again = self_blend(crop, landmarks, np.random.default_rng(seed))
+    assert (out == again).all(), "same seed, same fake"
+
+
+def test_hull_mask_follows_the_landmarks():
+    mask = hull_mask((CROP_SIZE, CROP_SIZE), _ellipse_landmarks(), np.random.default_rng(0))
+    assert mask[CROP_SIZE // 2, CROP_SIZE // 2] == 1.0
+    assert mask[5, 5] == 0.0 and mask[CROP_SIZE - 5, CROP_SIZE - 5] == 0.0
+
+
+# -- a tiny training run ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_then_export_tiny(tmp_path, monkeypatch, prepared):
+    from detector.classifier import Predictor
+    from detector.config import Settings
+    from detector.training import export as export_mod
+    from detector.training import train as train_mod
+
+    _, cache, _, _ = prepared
+    rows = _manifest(cache)
+    # a fixed split so that both train and val have both labels whatever the hash says
+    for i, row in enumerate(rows):
+        row["split"] = "val" if i % 3 == 0 else "train"
+    rows[-1]["split"] = "train"
+    tiny = tmp_path / "cache"
+    tiny.mkdir()
+    shutil.copy(cache / "mini.npy", tiny / "mini.npy")
+    shutil.copy(cache / "mini_landmarks.npy", tiny / "mini_landmarks.npy")
+    with (tiny / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    monkeypatch.setattr(train_mod, "RUNS", tmp_path / "runs")
+    flags = "--size 64 --steps 3 --batch 4 --eval-every 3 --ckpt-every 3 --val-max 8 --warmup 1 --threads 1"
+    args = train_mod.build_parser().parse_args(
+        ["--run", "smoke", "--cache", str(tiny), *flags.split(), "--workers", "0"]
+    )
+    run_dir = train_mod.train(args)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["step"] == 3 and len(summary["history"]) == 1
+    model_dir = tmp_path / "model"
+    assert export_mod.main([str(run_dir / "best.pt"), "--out", str(model_dir), "--threshold", "0.4"]) == 0
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["input_size"] == 64 and card["threshold"] == 0.4
+    assert card["onnx_parity_max_abs_logit_diff"] < 1e-3
+    predictor = Predictor(model_dir, Settings(model_dir=model_dir))
+    probs, maps = predictor.predict_with_heatmaps(np.zeros((2, 64, 64, 3), dtype=np.uint8))
+    assert probs.shape == (2,) and maps.shape == (2, 2, 2)
