@@ -1,0 +1,148 @@
+"""End to end in headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
+
+Never ``playwright install``: the browser comes from apt. The webcam test feeds Chromium a
+generated .y4m of a real face through its fake capture device.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import webapp_media
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.csp_errors = []  # type: ignore[attr-defined]
+    page.on(
+        "console",
+        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield page
+    context.close()
+
+
+def test_upload_video_shows_progress_then_a_playable_result(page, live_server, tmp_path):
+    clip = webapp_media.face_clip(tmp_path / "interview.mp4", seconds=6.0, width=480)
+    page.goto(f"{live_server}/")
+    page.set_input_files("#file", str(clip))
+    page.click("#upload-submit")
+    page.wait_for_url("**/jobs/**")
+    page.wait_for_selector("#progress", state="visible")
+    stages = set()
+    for _ in range(600):
+        state = page.get_attribute("#job", "data-state")
+        stages.add(page.text_content("#stage"))
+        if state in ("done", "failed"):
+            break
+        page.wait_for_timeout(100)
+    assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
+    assert stages - {"Waiting for a worker…"}, stages  # a working stage was shown
+    video = page.wait_for_selector("#annotated-video")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#annotated-video'); return v.readyState >= 2 && v.duration > 0; }",
+        timeout=20000,
+    )
+    assert video.evaluate("v => v.videoWidth") > 0
+    assert "Likely" in page.text_content("#verdict")
+    assert page.locator("#faces img").count() >= 2  # the crop and its heatmap
+    assert page.locator("#timeline-box").is_visible()
+    assert not page.csp_errors
+
+
+def test_rejected_file_is_explained_in_the_browser(page, live_server, tmp_path):
+    fake = tmp_path / "cat.jpg"
+    fake.write_text("this is text pretending to be a picture")
+    page.goto(f"{live_server}/")
+    page.set_input_files("#file", str(fake))
+    page.click("#upload-submit")
+    page.wait_for_function("() => document.querySelector('#upload-error').textContent.length > 0")
+    assert "not a photo or video" in page.text_content("#upload-error")
+
+
+def test_webcam_with_a_fake_camera_draws_boxes(playwright, live_server, tmp_path):
+    y4m = webapp_media.webcam_y4m(tmp_path / "camera.y4m")
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *FLAGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ],
+    )
+    try:
+        context = browser.new_context(permissions=["camera"])
+        page = context.new_page()
+        page.goto(f"{live_server}/webcam/")
+        page.click("#webcam-start")
+        page.wait_for_function(
+            "() => Number(document.querySelector('#webcam-overlay').dataset.boxes || 0) >= 1", timeout=30000
+        )
+        page.wait_for_function(
+            "() => document.querySelector('#webcam-verdict').textContent.startsWith('Likely')", timeout=30000
+        )
+        assert "frames" in page.text_content("#webcam-verdict")
+    finally:
+        browser.close()
+
+
+def test_one_quiz_round(page, service_app, live_server, repo_root):
+    faces = repo_root.parent / "shared" / "data" / "faces" / "dfdc"
+    assert (
+        service_app.test_cli_runner().invoke(args=["quiz", "import", str(faces), "--limit", "3"]).exit_code
+        == 0
+    )
+    page.goto(f"{live_server}/quiz/")
+    page.wait_for_selector("#quiz[data-ready='1']", timeout=15000)
+    page.click("#pick-a")
+    page.wait_for_selector("#quiz[data-answered]", timeout=30000)
+    assert "Rounds 1" in page.text_content("#quiz-score")
+    assert page.locator(".pick.is-real").count() == 1
+    assert "model" in page.text_content("#score-a")
+    assert not page.csp_errors
+
+
+def test_a_post_without_csrf_token_is_refused(page, live_server):
+    page.goto(f"{live_server}/")
+    response = page.request.post(f"{live_server}/api/v1/analyze", form={"url": "http://127.0.0.1/x.mp4"})
+    assert response.status == 400
+    assert response.json()["error"]["code"] == "csrf"
+    status = page.evaluate(
+        """async (url) => (await fetch(url, {method: 'POST', body: new FormData()})).status""",
+        f"{live_server}/link",
+    )
+    assert status == 400
