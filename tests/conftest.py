@@ -148,6 +148,13 @@ def truncate(path: Path, fraction: float = 0.5) -> Path:
     return path
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``shared_video`` runs once per labelled clip in ``videos/{real,fake}/``."""
+    if "shared_video" in metafunc.fixturenames:
+        clips = sorted(VIDEOS.glob("*/*.mp4"))
+        metafunc.parametrize("shared_video", clips, ids=[f"{p.parent.name}/{p.name}" for p in clips])
+
+
 @pytest.fixture(scope="session")
 def shared_faces() -> Path:
     """``faces/`` of the shared data: ``<set>/{real,fake}/`` with a ``labels.csv`` per set."""

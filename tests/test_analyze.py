@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from detector.analyze import Analyzer
+from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLong, UnsupportedMedia
 from detector.results import AnalysisResult, FaceResult, verdict_for
 
@@ -220,3 +221,22 @@ def test_face_result_json():
 @pytest.mark.parametrize(("p", "expected"), [(0.49, "real"), (0.5, "fake"), (0.9, "fake"), (None, None)])
 def test_verdict_rule(p, expected):
     assert verdict_for(p, 0.5) == expected
+
+
+@pytest.fixture(scope="module")
+def product_analyzer(model_dir):
+    """The shipped configuration: default settings (32 sampled frames), the model under test."""
+    return Analyzer(Settings(model_dir=model_dir))
+
+
+@pytest.mark.slow
+def test_shared_video_verdict_matches_its_folder(product_analyzer, shared_video):
+    """The end-to-end check on the seven labelled clips: passes with the trained model only."""
+    result = product_analyzer.analyze(shared_video)
+    assert result.status == "ok" and len(result.tracks) >= 1
+    assert result.verdict == shared_video.parent.name, f"P(fake)={result.fake_probability:.3f}"
+
+
+def test_shared_videos_are_all_there(shared_faces):
+    clips = sorted((shared_faces.parent / "videos").glob("*/*.mp4"))
+    assert sorted(p.parent.name for p in clips) == ["fake"] * 4 + ["real"] * 3
