@@ -80,25 +80,30 @@ def make_clip(
     fps: int = 15,
     size: tuple[int, int] = (320, 240),
     seconds: float = 1.0,
-    audio: bool = False,
+    audio: bool | str = False,
     rotation: int = 0,
     faststart: bool = False,
     draw: Draw | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """An H.264 MP4 with ``images`` side by side on a canvas, moving 2 px per frame.
+    """A clip with ``images`` side by side on a canvas, moving 2 px per frame (H.264 by default).
 
-    ``rotation`` is stored as display-matrix metadata (the pixels stay as drawn); ``audio`` adds
-    an AAC sine track of the same length; ``draw(frame, index)`` paints on each frame before
-    encoding. PyAV writes the moov atom at the end unless ``faststart``."""
+    The container follows the suffix (.mp4, .mov, .mkv, .webm, .avi). ``rotation`` is stored as
+    display-matrix metadata (the pixels stay as drawn); ``audio`` adds a sine track of the same
+    length, AAC when True or the named codec; ``draw(frame, index)`` paints on each frame before
+    encoding. PyAV writes an MP4's moov atom at the end unless ``faststart``."""
     width, height = size
     frames = round(fps * seconds)
     options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(path), "w", format="mp4", options=options) as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    with av.open(str(path), "w", options=options) as container:
+        video = container.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
         if rotation:
             video.set_display_rotation(rotation)
-        sound = container.add_stream("aac", rate=44100) if audio else None
+        sound = None
+        if audio:
+            sound = container.add_stream("aac" if audio is True else audio, rate=44100)
         for i in range(frames):
             frame = paste_faces(size, images, shift=2 * i)
             if draw is not None:
@@ -114,9 +119,11 @@ def make_clip(
 
 def _write_tone(container, stream, seconds: float, rate: int = 44100, chunk: int = 1024) -> None:
     t = np.arange(round(rate * seconds)) / rate
-    samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    for start in range(0, len(samples), chunk):
-        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="fltp", layout="mono")
+    samples = 0.2 * np.sin(2 * np.pi * 440 * t)
+    fmt = stream.format.name  # the encoder's native sample format: fltp for AAC, s16 for PCM
+    data = (samples * 32767).astype(np.int16) if fmt.startswith("s16") else samples.astype(np.float32)
+    for start in range(0, len(data), chunk):
+        frame = av.AudioFrame.from_ndarray(data[None, start : start + chunk], format=fmt, layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         for packet in stream.encode(frame):
             container.mux(packet)

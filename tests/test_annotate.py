@@ -98,6 +98,29 @@ def test_annotated_video_decodes_back(tmp_path, analyzer, make_clip, face_image,
     assert max(_box_coloured(frame) for frame in source) < 20, "the input has no box colours"
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "size", "audio"),
+    [
+        ("odd.mp4", {"size": (321, 241), "pix_fmt": "yuv444p"}, (320, 240), []),  # even for yuv420p
+        ("pcm.mov", {"audio": "pcm_s16le"}, (320, 240), ["aac"]),  # browsers need AAC
+    ],
+    ids=["odd-size", "pcm-audio"],
+)
+def test_annotated_video_plays_in_a_browser(
+    tmp_path, analyzer, make_clip, face_image, name, options, size, audio
+):
+    clip = make_clip(tmp_path / name, [face_image(0)], seconds=1.0, **options)
+    result = analyzer.analyze(clip, annotate_dir=tmp_path / "out")
+    facts, frames = _decode(Path(result.annotated_path))
+    assert (facts["codec"], facts["pix_fmt"], facts["size"], facts["audio"]) == (
+        "h264",
+        "yuv420p",
+        size,
+        audio,
+    )
+    assert len(frames) == 15
+
+
 def test_annotated_audio_lasts_as_long_as_the_source(tmp_path, analyzer, make_clip, face_image):
     clip = make_clip(tmp_path / "talk.mp4", [face_image(0)], seconds=1.0, audio=True)
     out = Path(analyzer.analyze(clip, annotate_dir=tmp_path / "out").annotated_path)

@@ -68,6 +68,20 @@ def test_every_frame_decoded_in_order(tmp_path, make_clip):
     assert np.diff(times) == pytest.approx(np.full(FPS - 1, 1 / FPS), abs=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("name", "codec", "decoded"),
+    [("clip.mkv", "libx264", "h264"), ("clip.webm", "libvpx-vp9", "vp9"), ("clip.avi", "mpeg4", "mpeg4")],
+)
+def test_other_containers(tmp_path, make_clip, name, codec, decoded):
+    clip = make_clip(tmp_path / name, fps=FPS, seconds=1.0, codec=codec, draw=_brightness_is_index)
+    info = probe_video(clip, SETTINGS)
+    assert (info.width, info.height, info.codec) == (320, 240, decoded)
+    assert info.fps == pytest.approx(FPS) and info.frames == FPS
+    assert info.duration == pytest.approx(1.0, abs=1.5 / FPS)
+    numbers = [_frame_number(image) for image in _decode_all(clip)]
+    assert np.abs(np.array(numbers) - np.arange(FPS)).max() <= 1
+
+
 # Display-matrix angles are counter-clockwise: a viewer turns the stored picture by that much.
 @pytest.mark.parametrize(
     ("rotation", "shape", "corner"),
