@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 
 from flask import current_app
 from kombu.exceptions import OperationalError
@@ -28,6 +29,11 @@ class QueueUnavailable(Exception):
 
 def store() -> JobStore:
     return JobStore(current_app.config["DATA_DIR"])
+
+
+# Celery's Redis result backend keeps one pub/sub connection per process, which is not safe to
+# use from several threads at once (gunicorn runs threads): every send and wait takes this lock.
+celery_lock = threading.Lock()
 
 
 def task(name: str):
@@ -72,12 +78,13 @@ def submit_url(url: str) -> Job:
 
 def _enqueue(job: Job) -> Job:
     try:
-        task("analyze_job").apply_async(
-            args=[job.id],
-            task_id=job.id,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-        )
+        with celery_lock:
+            task("analyze_job").apply_async(
+                args=[job.id],
+                task_id=job.id,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+            )
     except (OperationalError, OSError, RuntimeError) as exc:  # broker or result store unreachable
         log.error("job %s: cannot reach the queue: %s", job.id, exc)
         store().delete(job.id)

@@ -19,7 +19,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, send_
 from kombu.exceptions import OperationalError
 
 from ..errors import error_response
-from ..submit import task
+from ..submit import celery_lock, task
 from .forms import AnswerForm, RoundForm
 from .pool import load_pool
 
@@ -75,9 +75,7 @@ def new_round():
     task_id = None
     try:
         timeout = float(current_app.config["QUIZ_TIMEOUT"])
-        task_id = (
-            task("score_images").apply_async(args=[[pictures["a"], pictures["b"]]], expires=timeout * 4).id
-        )
+        task_id = _send_scoring(pictures, timeout)
     except (OperationalError, OSError, RuntimeError):
         pass  # the round still works; the answer will say the model's scores are missing
     record = {"pictures": pictures, "real": real_side, "task": task_id, "created": time.time()}
@@ -127,14 +125,20 @@ def answer():
     )
 
 
+def _send_scoring(pictures: dict, timeout: float) -> str:
+    with celery_lock:
+        return task("score_images").apply_async(args=[[pictures["a"], pictures["b"]]], expires=timeout * 4).id
+
+
 def _model_scores(task_id: str | None) -> dict:
     empty = {"a": None, "b": None}
     if not task_id:
         return empty
     pending = current_app.extensions["celery"].AsyncResult(task_id)
     try:
-        result = pending.get(timeout=float(current_app.config["QUIZ_TIMEOUT"]), propagate=False)
-        pending.forget()
+        with celery_lock:
+            result = pending.get(timeout=float(current_app.config["QUIZ_TIMEOUT"]), propagate=False)
+            pending.forget()
     except (CeleryTimeout, OperationalError, OSError, RuntimeError):
         return empty
     if not isinstance(result, list) or len(result) != 2:

@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 from detector.media import sniff
 
 from ..errors import error_response
-from ..submit import task
+from ..submit import celery_lock, task
 from .forms import FrameForm
 
 bp = Blueprint("webcam", __name__, url_prefix="/webcam")
@@ -47,9 +47,10 @@ def frame():
 
     timeout = float(current_app.config["FRAME_TIMEOUT"])
     try:
-        pending = task("detect_frame").apply_async(args=[str(path)], expires=timeout)
-        result = pending.get(timeout=timeout, propagate=False)
-        pending.forget()
+        with celery_lock:
+            pending = task("detect_frame").apply_async(args=[str(path)], expires=timeout)
+            result = pending.get(timeout=timeout, propagate=False)
+            pending.forget()
     except CeleryTimeout:
         return error_response(503, "busy", "the detector is busy; the next frame will try again")
     except (OperationalError, OSError, RuntimeError):
