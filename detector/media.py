@@ -41,7 +41,12 @@ def sniff(head: bytes) -> MediaType | None:
         return MediaType("image", "gif")
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return MediaType("image", "webp")
-    if head.startswith(b"BM") and len(head) >= 26:
+    # BMP: "BM", then a DIB header whose size is one of the few the format defines
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    ):
         return MediaType("image", "bmp")
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return MediaType("image", "tiff")

@@ -71,9 +71,9 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
 def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError) as exc:
+    except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
         raise CorruptMedia(f"the video cannot be opened (corrupt or truncated): {exc}") from None
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
         raise CorruptMedia(f"the video cannot be opened: {exc}") from None
 
 
@@ -111,7 +111,9 @@ def probe_video(path: str | Path, settings: Settings | None = None) -> VideoInfo
         if frames > settings.max_video_frames:
             raise MediaTooLarge(f"the video has {frames} frames; the limit is {settings.max_video_frames}")
         if not frames or not duration:
-            frames, duration = _count_packets(container, stream, settings)
+            frames, last_pts = _count_packets(container, stream, settings)
+            if not duration:  # keep the container's duration when it has one (MKV/WebM do)
+                duration = last_pts + (1.0 / fps if 0 < fps <= 1000 else 0.0)
         if fps <= 0 or fps > 1000:
             fps = frames / duration if duration else 0.0
         has_audio = bool(container.streams.audio)

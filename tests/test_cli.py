@@ -132,11 +132,6 @@ def test_usage_errors_exit_two(tmp_path, model_dir, args, message):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(
-    reason="BUG: detector.video._open catches av.error.ValueError (absent in PyAV 18); "
-    "a truncated MP4 becomes an 'internal' AttributeError row instead of corrupt_media",
-    strict=True,
-)
 def test_truncated_video_is_a_corrupt_media_row(tmp_path, make_clip, face_image, media, model_dir):
     clip = media.truncate(make_clip(tmp_path / "cut.mp4", [face_image(0)], seconds=1.0), 0.5)
     proc = _scan(str(clip), "--json", model_dir=model_dir)

@@ -196,3 +196,10 @@ def test_video_is_not_an_image(tmp_path, make_clip, face_image):
     assert detect_type(clip, SETTINGS).kind == "video"
     with pytest.raises(UnsupportedMedia, match="video"):
         load_image(clip, SETTINGS)
+
+
+def test_bytes_starting_bm_without_a_bmp_header_are_unsupported(tmp_path):
+    fake = tmp_path / "notes.bmp"
+    fake.write_bytes(b"BM" + b"just some text that is not a bitmap at all" * 3)
+    with pytest.raises(UnsupportedMedia):
+        detect_type(fake)
