@@ -41,6 +41,38 @@ class _TooLarge(Exception):
     """Raised from the progress hook to stop a download that passed the size cap."""
 
 
+class _TooLong(Exception):
+    """Raised from the progress hook when the partial file already shows a too-long video."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+# Bytes after which a partial download is probed for its duration (when the site gave none).
+_PROBE_AFTER = 512 * 1024
+
+
+def probe_partial_duration(path: str | Path) -> float | None:
+    """The duration a partly downloaded video declares, or None when it cannot tell yet.
+
+    MP4 files written for streaming carry their index (and so their duration) at the start, so
+    the first few hundred kilobytes are enough to refuse a two-hour film before it downloads.
+    """
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if container.duration:
+                return container.duration / 1_000_000
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+    except Exception:  # a partial file is often unreadable; that is no error
+        return None
+    return None
+
+
 def host_allowed(host: str, allowed: list[str]) -> bool:
     host = host.lower().rstrip(".")
     return any(host == a or host.endswith("." + a) for a in allowed)
@@ -149,10 +181,18 @@ def download_video(
     host = check_url(url, allowed)
     check_address(url, allowed)
 
+    probed = {"done": False}
+
     def hook(status: dict) -> None:
         done = status.get("downloaded_bytes") or 0
         if done > max_bytes:
             raise _TooLarge()
+        partial = status.get("tmpfilename") or status.get("filename")
+        if not probed["done"] and status.get("status") == "downloading" and done >= _PROBE_AFTER and partial:
+            probed["done"] = True
+            seconds = probe_partial_duration(partial)
+            if seconds is not None and seconds > max_seconds:
+                raise _TooLong(seconds)
         total = status.get("total_bytes") or status.get("total_bytes_estimate")
         if progress is not None and total:
             progress(min(1.0, done / total))
@@ -187,9 +227,7 @@ def download_video(
                 raise DownloadFailed("live streams cannot be analysed")
             duration = info.get("duration")
             if duration and duration > max_seconds:
-                raise MediaTooLong(
-                    f"the video runs {duration / 60:.1f} minutes; the limit is {max_seconds / 60:.1f} minutes"
-                )
+                raise _too_long(duration, max_seconds)
             size = info.get("filesize") or info.get("filesize_approx")
             if size and size > max_bytes:
                 raise MediaTooLarge(
@@ -201,16 +239,26 @@ def download_video(
     except _TooLarge:
         _remove_partial(folder, stem)
         raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit") from None
+    except _TooLong as exc:
+        _remove_partial(folder, stem)
+        raise _too_long(exc.seconds, max_seconds) from None
     except (DownloadError, YoutubeDLError) as exc:
         _remove_partial(folder, stem)
-        if isinstance(getattr(exc, "exc_info", (None, None))[1], _TooLarge) or "_TooLarge" in str(exc):
+        cause = (getattr(exc, "exc_info", None) or (None, None))[1]
+        if isinstance(cause, _TooLarge):
             raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit") from None
+        if isinstance(cause, _TooLong):
+            raise _too_long(cause.seconds, max_seconds) from None
         raise DownloadFailed(_plain(str(exc), host)) from None
     files = [p for p in folder.glob(f"{stem}.*") if not p.name.endswith((".part", ".ytdl"))]
     if not files:
         # yt-dlp skips (without an error) a file whose announced size is over max_filesize.
         raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit")
     return files[0]
+
+
+def _too_long(seconds: float, limit: float) -> MediaTooLong:
+    return MediaTooLong(f"the video runs {seconds:.0f} seconds; the limit is {limit:.0f} seconds")
 
 
 def _remove_partial(folder: Path, stem: str) -> None:

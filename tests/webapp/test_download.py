@@ -1,8 +1,13 @@
 from __future__ import annotations
 
-import pytest
+import functools
+import http.server
+import threading
 
-from detector.errors import MediaTooLarge
+import pytest
+import webapp_media
+
+from detector.errors import MediaTooLarge, MediaTooLong
 from worker.download import DownloadFailed, UrlRefused, _plain, check_address, check_url, download_video
 
 
@@ -63,3 +68,26 @@ def test_missing_and_unreachable(file_server, tmp_path):
         download_video(f"{file_server}/nothing.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
     with pytest.raises(DownloadFailed, match="refused"):
         download_video("http://127.0.0.1:9/x.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
+
+
+@pytest.mark.slow
+def test_too_long_video_is_stopped_before_the_download_finishes(tmp_path):
+    """The site gives no duration; the partial file's index gives it away after 512 KB."""
+    served = tmp_path / "served"
+    served.mkdir()
+    clip = webapp_media.face_clip(served / "long.mp4", seconds=20.0, width=640)
+    assert clip.stat().st_size > 600 * 1024
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.handle_error = lambda request, address: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        with pytest.raises(MediaTooLong, match="limit is 10 seconds"):
+            download_video(
+                f"http://127.0.0.1:{server.server_address[1]}/long.mp4", out, ["127.0.0.1"], 10**9, 10.0
+            )
+    finally:
+        server.shutdown()
+    assert not list(out.iterdir())

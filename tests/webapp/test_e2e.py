@@ -82,6 +82,16 @@ def test_upload_video_shows_progress_then_a_playable_result(page, live_server, t
     assert not page.csp_errors
 
 
+def test_a_link_is_downloaded_and_analysed(page, live_server, file_server):
+    page.goto(f"{live_server}/link")
+    page.fill("#url", f"{file_server}/clip.mp4")
+    page.click("#link-form button[type=submit]")
+    page.wait_for_url("**/jobs/**")
+    page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=90000)
+    assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
+    page.wait_for_selector("#annotated-video")
+
+
 def test_rejected_file_is_explained_in_the_browser(page, live_server, tmp_path):
     fake = tmp_path / "cat.jpg"
     fake.write_text("this is text pretending to be a picture")

@@ -133,3 +133,17 @@ def test_cleanup_task_applies_retention(app, in_process):
     store = JobStore(app.config["DATA_DIR"])
     store.create(Job(id=new_id(), source="upload", created=0.0))
     assert in_process.cleanup()["jobs"] == 1
+
+
+def test_soft_time_limit_fails_the_job_with_the_limit(app, in_process, web_analyzer, webmedia, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def slow(*a, **k):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(web_analyzer, "analyze", slow)
+    store, job_id = _job(app, webmedia.photo)
+    in_process.analyze_job(job_id)
+    result = store.result(job_id)
+    assert result["error_code"] == "timeout"
+    assert f"{app.config['TASK_TIME_LIMIT']}-second limit" in result["error"]

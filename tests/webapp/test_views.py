@@ -198,3 +198,34 @@ def test_errors_never_show_tracebacks(app, client, monkeypatch):
     assert response.status_code == 500
     text = response.get_data(as_text=True)
     assert "secret internals" not in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("state", "info", "expected"),
+    [
+        ("PENDING", None, ("queued", "queued")),
+        ("STARTED", None, ("running", "starting")),
+        ("PROGRESS", {"stage": "faces", "progress": 0.4}, ("running", "faces")),
+        ("FAILURE", "TimeLimitExceeded", ("failed", "done")),
+        ("FAILURE", "WorkerLostError", ("failed", "done")),
+    ],
+)
+def test_celery_states_map_to_job_states(app, client, monkeypatch, state, info, expected):
+    from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+
+    errors = {"TimeLimitExceeded": TimeLimitExceeded(900), "WorkerLostError": WorkerLostError("gone")}
+    store = JobStore(app.config["DATA_DIR"])
+    job = Job(id=new_id(), source="upload")
+    store.create(job)
+
+    class FakeResult:
+        def __init__(self, task_id):
+            self.state = state
+            self.info = errors.get(info, info) if isinstance(info, str) else info
+
+    monkeypatch.setattr(app.extensions["celery"], "AsyncResult", FakeResult)
+    status = client.get(f"/api/v1/jobs/{job.id}").get_json()
+    assert (status["state"], status["stage"]) == expected
+    if state == "FAILURE":
+        assert "Traceback" not in status["error"]["message"]
+        assert ("time limit" in status["error"]["message"]) == (info == "TimeLimitExceeded")

@@ -30,7 +30,8 @@ def face_photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
 
 def face_clip(path: Path, seconds: float = 1.2, width: int = 400) -> Path:
     """The first ``seconds`` of a real shared clip, downscaled and re-encoded as H.264."""
-    with av.open(str(VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
+    options = {"movflags": "+faststart"}  # the index first, as streaming sites serve MP4
+    with av.open(str(VIDEO)) as src, av.open(str(path), "w", format="mp4", options=options) as out:
         stream = src.streams.video[0]
         rate = Fraction(stream.average_rate or 25)
         height = int(stream.height * width / stream.width) // 2 * 2
