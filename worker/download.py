@@ -228,6 +228,11 @@ def download_video(
             duration = info.get("duration")
             if duration and duration > max_seconds:
                 raise _too_long(duration, max_seconds)
+            # The media itself may live on another host (a CDN): it must not be internal either.
+            media_urls = [info.get("url")] + [f.get("url") for f in info.get("requested_formats") or []]
+            for media_url in filter(None, media_urls):
+                if urlsplit(media_url).scheme in ("http", "https"):
+                    check_address(media_url, allowed)
             size = info.get("filesize") or info.get("filesize_approx")
             if size and size > max_bytes:
                 raise MediaTooLarge(

@@ -91,3 +91,15 @@ def test_too_long_video_is_stopped_before_the_download_finishes(tmp_path):
     finally:
         server.shutdown()
     assert not list(out.iterdir())
+
+
+def test_media_on_an_internal_address_is_refused(tmp_path, monkeypatch):
+    """An allowed page whose video lives on a private address (a CDN trick) is refused."""
+    import yt_dlp
+
+    def extract_info(self, url, download=False):
+        return {"id": "x", "url": "http://10.0.0.5/internal.mp4", "duration": 5}
+
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "extract_info", extract_info)
+    with pytest.raises(UrlRefused, match="private or local"):
+        download_video("http://127.0.0.1:1/page", tmp_path, ["127.0.0.1"], 10**8, 600)
