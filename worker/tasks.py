@@ -16,7 +16,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 
-from detector.errors import UnmaskError
+from detector.errors import ModelNotFound, UnmaskError
 from webapp.jobs import JobStore, expire_files
 
 from .analysis import get_analyzer, score_whole_image
@@ -131,6 +131,9 @@ def analyze_job(self, job_id: str) -> dict:
         reporter.publish("frames", reporter.offset)
         result = analyzer.analyze(path, annotate_dir=folder, progress=reporter)
         payload = _payload(result, folder)
+    except ModelNotFound as exc:
+        log.error("job %s: %s", job_id, exc)  # the operator's problem; the path stays in the log
+        payload = _error(exc.code, "the detection model is not installed on this server")
     except UnmaskError as exc:
         payload = _error(exc.code, str(exc))
     except SoftTimeLimitExceeded:

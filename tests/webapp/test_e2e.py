@@ -82,6 +82,31 @@ def test_upload_video_shows_progress_then_a_playable_result(page, live_server, t
     assert not page.csp_errors
 
 
+def test_drop_a_photo_and_see_the_annotated_result(page, live_server, webmedia):
+    page.goto(f"{live_server}/")
+    data = list(webmedia.photo.read_bytes())
+    page.evaluate(
+        """(bytes) => {
+            const file = new File([new Uint8Array(bytes)], "friend.jpg", {type: "image/jpeg"});
+            const dt = new DataTransfer();
+            dt.items.add(file);
+            const zone = document.querySelector("#drop-zone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }""",
+        data,
+    )
+    assert "friend.jpg" in page.text_content("#file-name")
+    page.click("#upload-submit")
+    page.wait_for_url("**/jobs/**")
+    page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=60000)
+    assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
+    image = page.wait_for_selector("#annotated-image")
+    page.wait_for_function("() => document.querySelector('#annotated-image').naturalWidth > 0")
+    assert image.evaluate("i => i.naturalWidth") == 640
+    assert "Likely" in page.text_content("#verdict")
+
+
 def test_a_link_is_downloaded_and_analysed(page, live_server, file_server):
     page.goto(f"{live_server}/link")
     page.fill("#url", f"{file_server}/clip.mp4")

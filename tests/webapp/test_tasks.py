@@ -147,3 +147,17 @@ def test_soft_time_limit_fails_the_job_with_the_limit(app, in_process, web_analy
     result = store.result(job_id)
     assert result["error_code"] == "timeout"
     assert f"{app.config['TASK_TIME_LIMIT']}-second limit" in result["error"]
+
+
+def test_missing_model_is_reported_without_server_paths(app, in_process, webmedia, monkeypatch):
+    import worker.tasks
+    from detector.errors import ModelNotFound
+
+    def missing():
+        raise ModelNotFound("Model card not found: /srv/secret/models/card.json")
+
+    monkeypatch.setattr(worker.tasks, "get_analyzer", missing)
+    store, job_id = _job(app, webmedia.photo)
+    in_process.analyze_job(job_id)
+    result = store.result(job_id)
+    assert result["error"] == "the detection model is not installed on this server"
