@@ -31,6 +31,12 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tokens live as long as the session
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SECURE"] = bool(app.config["SECURE_COOKIES"])
+    if int(app.config["PROXY_HOPS"]) > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

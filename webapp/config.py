@@ -34,6 +34,8 @@ DEFAULTS: dict[str, object] = {
     "QUIZ_TIMEOUT": 15.0,
     "LOCAL": False,
     "API_KEYS": "",
+    "PROXY_HOPS": 0,  # reverse proxies in front (nginx, a load balancer) whose X-Forwarded-* to trust
+    "SECURE_COOKIES": False,  # set when served over HTTPS
 }
 
 

@@ -42,3 +42,10 @@ def test_test_config_overrides_environment(tmp_path, monkeypatch):
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "d")})
     assert app.config["DATA_DIR"] == str(tmp_path / "d")
     assert app.config["QUIZ_DIR"] == str(tmp_path / "d" / "quiz")
+
+
+def test_behind_a_proxy_and_https(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "PROXY_HOPS": 1, "SECURE_COOKIES": True})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    response = app.test_client().get("/api/v1/csrf", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in response.headers["Set-Cookie"]
