@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run quiz-pool vendor scan test test-all lint format bench prepare train export evaluate clean
+.PHONY: setup run quiz-pool vendor scan test test-all lint format bench prepare train export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -58,6 +58,10 @@ export: setup
 
 quantize: setup
 	$(PY) -m detector.training.quantize .cache/models/fp32/model.onnx models/unmask-lite0/model.onnx
+
+mobile: setup
+	$(PY) -m onnxruntime.tools.convert_onnx_models_to_ort models/unmask-lite0/model.onnx \
+		--output_dir models/unmask-lite0/mobile --optimization_style Fixed
 
 evaluate: setup
 	$(PY) -m detector.training.evaluate --model models/unmask-lite0
