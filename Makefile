@@ -51,10 +51,10 @@ prepare: setup
 		$(SHARED)/faces/stargan $(SHARED)/faces/photoshop $(SHARED)/faces/utkface
 
 train: setup
-	$(PY) -m detector.training.train --run lite0-v2 --steps 1800 --minutes 75 --eval-every 450
+	$(PY) -m detector.training.train --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
 
 export: setup
-	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v2/best.pt --out .cache/models/fp32
+	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v3/best.pt --out .cache/models/fp32
 
 quantize: setup
 	$(PY) -m detector.training.quantize .cache/models/fp32/model.onnx models/unmask-lite0/model.onnx

@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import Settings, get_settings
 from .errors import ModelNotFound
+from .faces import mask_frame
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ModelCard:
     crop_margin: float
     threshold: float
     face_detector: str = "blazeface"
+    frame_mask: float = 0.0  # see detector.faces.mask_frame
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -102,7 +104,8 @@ class Predictor:
         return session
 
     def preprocess(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        batch = np.stack([np.asarray(c) for c in crops]).astype(np.float32) / 255.0
+        batch = np.stack([mask_frame(np.asarray(c), self.card.frame_mask) for c in crops])
+        batch = batch.astype(np.float32) / 255.0
         if batch.shape[1:3] != (self.input_size, self.input_size):
             raise ValueError(f"crops must be {self.input_size}x{self.input_size}, got {batch.shape[1:3]}")
         batch = batch.transpose(0, 3, 1, 2)

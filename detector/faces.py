@@ -248,3 +248,19 @@ def crop_face(image: np.ndarray, box: tuple[int, int, int, int], margin: float, 
         canvas[y0 - sy : y1 - sy, x0 - sx : x1 - sx] = image[y0:y1, x0:x1]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(canvas, (size, size), interpolation=interp)
+
+
+def mask_frame(crop: np.ndarray, fraction: float) -> np.ndarray:
+    """Black out an even frame of ``fraction`` of the side on each edge of a square crop.
+
+    Ready-made face crops (DFDC) run out of picture inside the crop margin and come with black
+    edges, while crops from video frames do not: a model can learn that difference instead of
+    the face (measured: a real FaceForensics++ clip scored 0.98 fake unmasked, 0.43 masked).
+    Masking every crop the same way, in training and in serving, removes the cue.
+    """
+    if fraction <= 0:
+        return crop
+    out = crop.copy()
+    b = round(crop.shape[0] * fraction)
+    out[:b], out[-b:], out[:, :b], out[:, -b:] = 0, 0, 0, 0
+    return out

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean": list(MEAN),
             "std": list(STD),
             "crop_margin": CROP_MARGIN,
+            "frame_mask": train_args.get("frame_mask", 0.0),
             "detection_border": DETECTION_BORDER,
             "face_detector": "blazeface",
             "threshold": args.threshold,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..faces import mask_frame
 from .augment import augment
 from .model import ARCHS, MEAN, STD, create_model, freeze_stem
 from .prepare import DEFAULT_CACHE
@@ -53,10 +54,12 @@ class CropSet(Dataset):
         size: int,
         sbi_rows: list[dict] | None = None,
         seed: int = 0,
+        frame_mask: float = 0.0,
     ):
         self.cache, self.rows, self.train, self.size = cache, rows, train, size
         self.sbi_rows = sbi_rows or []
         self.seed = seed
+        self.frame_mask = frame_mask
         self._arrays: dict[str, np.ndarray] = {}
         self._marks: dict[str, np.ndarray] = {}
 
@@ -86,6 +89,7 @@ class CropSet(Dataset):
             image, label = self_blend(base, self._landmarks(r["source"], r["row"]), rng), 1
         if self.train:
             image = augment(image, rng)
+        image = mask_frame(image, self.frame_mask)
         if image.shape[0] != self.size:
             import cv2
 
@@ -175,9 +179,11 @@ def train(args: argparse.Namespace) -> Path:
     if args.sbi_only:
         train_rows = [r for r in train_rows if r["label"] == 0]
     size = args.size or ARCHS[args.arch].input_size
-    train_set = CropSet(cache, train_rows, True, size, sbi_rows, seed=args.seed)
+    train_set = CropSet(cache, train_rows, True, size, sbi_rows, seed=args.seed, frame_mask=args.frame_mask)
     weights = balanced_weights(train_rows, sbi_rows, args.sbi if not args.sbi_only else 1.0)
-    val_set = CropSet(cache, val_rows[:: max(1, len(val_rows) // args.val_max)], False, size)
+    val_set = CropSet(
+        cache, val_rows[:: max(1, len(val_rows) // args.val_max)], False, size, frame_mask=args.frame_mask
+    )
 
     model = create_model(args.arch).to(memory_format=torch.channels_last)
     frozen = freeze_stem(model, args.freeze_blocks)
@@ -323,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--freeze-blocks", type=int, default=2)
+    ap.add_argument(
+        "--frame-mask", type=float, default=0.1, help="black frame on each crop edge (see faces.mask_frame)"
+    )
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--val-max", type=int, default=1500)
