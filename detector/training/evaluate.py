@@ -125,6 +125,31 @@ def video_verdicts(model_dir: Path, folder: Path) -> list[dict]:
     return out
 
 
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score cut that maximises sensitivity + specificity (Youden's J) on the given data."""
+    best, cut = -1.0, 0.5
+    for t in np.unique(np.round(scores, 3)):
+        pred = scores >= t
+        j = pred[labels == 1].mean() + (~pred[labels == 0]).mean()
+        if j > best:
+            best, cut = j, float(t)
+    return cut
+
+
+def choose_threshold(model_dir: Path, cache: Path) -> float:
+    """Pick the card's threshold on the validation split (never the test split) and store it."""
+    predictor = Predictor(model_dir, Settings(model_dir=model_dir))
+    rows = [r for r in read_manifest(cache) if r["split"] == "val"]
+    labels = np.array([r["label"] for r in rows])
+    cut = youden_threshold(labels, predictor.predict(_load(cache, rows)))
+    path = model_dir / "card.json"
+    card = json.loads(path.read_text())
+    card["threshold"] = round(cut, 3)
+    card["threshold_rule"] = "Youden's J on the validation split (splits/faces.csv)"
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return cut
+
+
 def evaluate(
     model_dir: Path, cache: Path, split: str = "test", videos: Path | None = VIDEOS, limit: int = 0
 ) -> dict:
@@ -217,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", type=Path, default=VIDEOS)
     ap.add_argument("--no-videos", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on about N crops (quick checks)")
+    ap.add_argument(
+        "--choose-threshold", action="store_true", help="first set the card's threshold on the val split"
+    )
     args = ap.parse_args(argv)
+    if args.choose_threshold:
+        choose_threshold(args.model, args.cache)
     report = evaluate(args.model, args.cache, args.split, None if args.no_videos else args.videos, args.limit)
     summary = {
         k: report[k]
