@@ -64,7 +64,7 @@ mobile: setup
 		--output_dir models/unmask-lite0/mobile --optimization_style Fixed
 
 evaluate: setup
-	$(PY) -m detector.training.evaluate --model models/unmask-lite0
+	$(PY) -m detector.training.evaluate --model models/unmask-lite0 --choose-threshold
 
 clean:
 	rm -rf .pytest_cache .ruff_cache var
