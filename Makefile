@@ -8,6 +8,7 @@ PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 .PHONY: setup run quiz-pool vendor scan test test-all lint format bench prepare train export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	bash scripts/system-deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

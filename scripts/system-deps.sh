@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# System packages Unmask needs on Debian/Ubuntu, installed only when missing:
+# libGL/libglib for OpenCV (pulled in by MediaPipe) and venv support for Python.
+# Chromium is only for the browser tests: pass --with-browser to install it too.
+set -euo pipefail
+want=()
+ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || want+=(libgl1)
+ldconfig -p 2>/dev/null | grep -q 'libglib-2.0.so.0' || want+=(libglib2.0-0)
+python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then want+=(chromium); fi
+[ ${#want[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+  echo "Please install these system packages: ${want[*]}" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+echo "Installing system packages: ${want[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
