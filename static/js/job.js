@@ -86,11 +86,60 @@
     });
   }
 
+  const C2PA_TEXT = {
+    valid: "Content credentials: signature valid, signer trusted.",
+    untrusted: "Content credentials: signature intact, but the signer is on no trust list we hold.",
+    invalid: "Warning: the content credentials are invalid; the file was changed after signing or the manifest is damaged.",
+    unreadable: "Warning: the content credentials could not be read.",
+  };
+
+  function showProvenance(result) {
+    const prov = result && result.provenance;
+    const box = $("provenance");
+    if (!prov) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    $("provenance-summary").textContent = prov.summary || "No provenance information.";
+    const c2pa = prov.c2pa;
+    const state = $("provenance-c2pa");
+    if (c2pa && c2pa.validation_state) {
+      state.hidden = false;
+      state.textContent = C2PA_TEXT[c2pa.validation_state] || "Content credentials: " + c2pa.validation_state;
+      state.className = "c2pa c2pa-" + c2pa.validation_state;
+      state.setAttribute("role", c2pa.validation_state === "invalid" || c2pa.validation_state === "unreadable" ? "alert" : "note");
+    } else {
+      state.hidden = true;
+    }
+    const facts = $("provenance-facts");
+    facts.textContent = "";
+    const exif = prov.exif || {};
+    const video = prov.video || {};
+    const camera = [exif.make || video.make, exif.model || video.model].filter(Boolean).join(" ");
+    const software = exif.software || exif.creator_tool || video.software || video.encoder;
+    const rows = [
+      ["Signed by", c2pa && c2pa.signer],
+      ["Source type", c2pa && c2pa.digital_source_type ? String(c2pa.digital_source_type).split("/").pop() : exif.digital_source_type],
+      ["Made with", c2pa && c2pa.claim_generator],
+      ["Camera", camera],
+      ["Captured", exif.capture_time || video.creation_time],
+      ["Software", software],
+      ["Generator hints", (prov.generator_hints || []).join(", ")],
+    ];
+    rows.forEach(([name, value]) => {
+      if (!value) return;
+      facts.appendChild(el("dt", {}, name));
+      facts.appendChild(el("dd", {}, String(value)));
+    });
+  }
+
   function showResult(status) {
     const result = status.result;
     $("progress-box").hidden = true;
     $("result").hidden = false;
     $("json-link").href = status.json_url;
+    showProvenance(result);
     if (!result || result.status !== "ok") {
       $("verdict").textContent = "";
       if (result) {

@@ -105,6 +105,11 @@ def test_drop_a_photo_and_see_the_annotated_result(page, live_server, webmedia):
     page.wait_for_function("() => document.querySelector('#annotated-image').naturalWidth > 0")
     assert image.evaluate("i => i.naturalWidth") == 640
     assert "Likely" in page.text_content("#verdict")
+    assert page.locator("#provenance").is_visible()  # beside the verdict, not inside it
+    assert page.locator("#result #provenance").count() == 0
+    assert "What the file says about itself" in page.text_content("#provenance")
+    assert "no provenance" in page.text_content("#provenance-summary")
+    assert not page.csp_errors
 
 
 def test_a_link_is_downloaded_and_analysed(page, live_server, file_server):

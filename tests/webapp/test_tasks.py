@@ -32,6 +32,34 @@ def test_photo_job_writes_result_annotation_and_evidence(app, in_process, webmed
     assert not (store.folder(job_id) / "in.jpg").exists()  # the upload is gone once analysed
 
 
+@pytest.mark.parametrize(
+    ("exif", "label", "words"),
+    [
+        ({271: "Canon", 272: "Canon EOS R5"}, "camera", "camera original from Canon EOS R5"),
+        (None, "none", "no provenance: metadata absent"),
+    ],
+    ids=["camera-exif", "stripped"],
+)
+def test_job_result_carries_provenance(app, client, in_process, webmedia, tmp_path, exif, label, words):
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    with Image.open(webmedia.photo) as image:
+        tags = Image.Exif()
+        for key, value in (exif or {}).items():
+            tags[key] = value
+        image.save(photo, quality=92, exif=tags)  # an empty Exif writes no EXIF block
+    store, job_id = _job(app, photo)
+    in_process.analyze_job(job_id)
+    stored = store.result(job_id)["provenance"]  # read from the upload before it was deleted
+    assert stored["label"] == label and words in stored["summary"]
+    assert not (store.folder(job_id) / "in.jpg").exists()
+    api = client.get(f"/api/v1/jobs/{job_id}").get_json()["result"]["provenance"]
+    assert api["summary"] == stored["summary"]
+    if exif:
+        assert api["exif"]["make"] == "Canon" and api["exif"]["model"] == "Canon EOS R5"
+
+
 @pytest.mark.slow
 def test_video_job_makes_a_playable_annotated_clip(app, in_process, webmedia):
     store, job_id = _job(app, webmedia.clip)
