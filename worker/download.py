@@ -6,6 +6,11 @@ or reserved networks are refused unless that exact host is on the list, so a lin
 worker fetch from the server's own network. yt-dlp's info dict lets us refuse long or large videos
 before downloading; a progress hook stops a download the moment it passes the size cap, because
 servers do not always announce the size.
+
+Redirects are checked too: every connection yt-dlp opens during a download goes through
+``_guarded_connection``, which refuses an internal address (a redirect to 169.254.169.254, a
+DNS name that later resolves to 10.0.0.1) before the socket connects, unless that host is listed
+exactly. yt-dlp is asked to use its urllib handler, whose connections we can see.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import ipaddress
 import logging
 import re
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -111,16 +117,53 @@ def check_address(url: str, allowed: list[str]) -> None:
     except (socket.gaierror, UnicodeError):
         raise DownloadFailed(f"could not find the site {host} (its name does not resolve)") from None
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        ):
+        if _internal(info[4][0]):
             raise UrlRefused(f"{host} points to a private or local network address, which is not allowed")
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
+# The allow-list of the download running in this thread (None: no download, no check) and the
+# host of the last refused connection, read back when yt-dlp reports its failure.
+_guard = threading.local()
+_install_lock = threading.Lock()
+
+
+def _guarded_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs):
+    """yt-dlp's ``create_connection``, refusing internal addresses right before connecting."""
+    from yt_dlp.networking import _helper
+
+    inner = kwargs.pop("_create_socket_func", None) or _helper._socket_connect
+    allowed = getattr(_guard, "allowed", None)
+    host = str(address[0]).lower().strip("[]")
+    if allowed is None or host in allowed:
+        return _helper.create_connection(address, timeout, source_address, _create_socket_func=inner)
+
+    def checked(ip_addr, *args):
+        if _internal(str(ip_addr[4][0])):
+            _guard.refused = host
+            raise OSError(f"refused to connect to {host}: a private or local network address")
+        return inner(ip_addr, *args)
+
+    return _helper.create_connection(address, timeout, source_address, _create_socket_func=checked)
+
+
+def _install_guard() -> None:
+    from yt_dlp.networking import _urllib
+
+    with _install_lock:
+        if getattr(_urllib, "create_connection", None) is not _guarded_connection:
+            _urllib.create_connection = _guarded_connection
 
 
 class _Logger:
@@ -175,11 +218,28 @@ def download_video(
     stem: str = "download",
 ) -> Path:
     """Download one video into ``folder``; raise ``UnmaskError`` subclasses with plain messages."""
-    import yt_dlp
-    from yt_dlp.utils import DownloadError, YoutubeDLError
-
     host = check_url(url, allowed)
     check_address(url, allowed)
+    _install_guard()
+    _guard.allowed, _guard.refused = [a.lower() for a in allowed], None
+    try:
+        return _download(url, host, folder, allowed, max_bytes, max_seconds, progress, stem)
+    finally:
+        _guard.allowed = None
+
+
+def _download(
+    url: str,
+    host: str,
+    folder: Path,
+    allowed: list[str],
+    max_bytes: int,
+    max_seconds: float,
+    progress: DownloadProgress | None,
+    stem: str,
+) -> Path:
+    import yt_dlp
+    from yt_dlp.utils import DownloadError, YoutubeDLError
 
     probed = {"done": False}
 
@@ -215,6 +275,8 @@ def download_video(
         "logger": _Logger(),
         "progress_hooks": [hook],
         "overwrites": True,
+        # the urllib handler opens its connections through _guarded_connection (redirects too)
+        "compat_opts": {"prefer-legacy-http-handler"},
     }
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
@@ -249,6 +311,11 @@ def download_video(
         raise _too_long(exc.seconds, max_seconds) from None
     except (DownloadError, YoutubeDLError) as exc:
         _remove_partial(folder, stem)
+        refused = getattr(_guard, "refused", None)
+        if refused:
+            raise UrlRefused(
+                f"the link leads to {refused}, a private or local network address, which is not allowed"
+            ) from None
         cause = (getattr(exc, "exc_info", None) or (None, None))[1]
         if isinstance(cause, _TooLarge):
             raise MediaTooLarge(f"the video is larger than the {max_bytes / 1e6:.0f} MB limit") from None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+from typing import ClassVar
 
 import pytest
 import webapp_media
@@ -103,3 +104,77 @@ def test_media_on_an_internal_address_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(yt_dlp.YoutubeDL, "extract_info", extract_info)
     with pytest.raises(UrlRefused, match="private or local"):
         download_video("http://127.0.0.1:1/page", tmp_path, ["127.0.0.1"], 10**8, 600)
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """Answers every GET and HEAD with a 302 to ``target``; counts the requests it saw."""
+
+    target: ClassVar[str] = ""
+    hits: ClassVar[list] = []
+
+    def do_GET(self) -> None:
+        type(self).hits.append(self.path)
+        self.send_response(302)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting_server():
+    """A server on 127.0.0.1 that redirects to a target the test sets, plus a trap on 127.0.0.2."""
+    trap_hits: list = []
+
+    class Trap(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            trap_hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+
+    Redirect = type("Redirect", (_Redirector,), {"hits": [], "target": ""})
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)]
+    servers.append(http.server.ThreadingHTTPServer(("127.0.0.2", 0), Trap))
+    for server in servers:
+        server.handle_error = lambda request, address: None
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield (
+            Redirect,
+            f"http://127.0.0.1:{servers[0].server_address[1]}",
+            servers[1].server_address[1],
+            trap_hits,
+        )
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.parametrize(
+    "target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.mp4", "trap"]
+)
+def test_a_redirect_to_an_internal_address_is_refused_before_connecting(redirecting_server, tmp_path, target):
+    handler, base, trap_port, trap_hits = redirecting_server
+    handler.target = f"http://127.0.0.2:{trap_port}/clip.mp4" if target == "trap" else target
+    with pytest.raises(UrlRefused, match="private or local network address"):
+        download_video(f"{base}/video.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
+    assert handler.hits  # the allowed server was asked, and answered with the redirect
+    assert trap_hits == []  # no connection reached the refused address
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_redirect_to_an_allowed_address_is_followed(file_server, redirecting_server, tmp_path):
+    handler, base, _, _ = redirecting_server
+    handler.target = f"{file_server}/clip.mp4"
+    path = download_video(f"{base}/video.mp4", tmp_path, ["127.0.0.1"], 10**8, 600)
+    assert path.stat().st_size > 1000
