@@ -43,10 +43,11 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
 
     from worker import celery_init_app
 
-    from . import analyze, api, errors, quiz, webcam
+    from . import analyze, api, errors, limits, quiz, webcam
     from .extensions import csrf
 
     csrf.init_app(app)
+    limits.init_app(app)
     celery_init_app(app)
     errors.init_app(app)
     app.register_blueprint(analyze.bp)

@@ -36,6 +36,11 @@ DEFAULTS: dict[str, object] = {
     "API_KEYS": "",
     "PROXY_HOPS": 0,  # reverse proxies in front (nginx, a load balancer) whose X-Forwarded-* to trust
     "SECURE_COOKIES": False,  # set when served over HTTPS
+    # Back-pressure and rate limits (webapp/limits.py); 0 switches one off.
+    "MAX_QUEUE": 100,  # analysis jobs waiting; past it uploads and links get 503 + Retry-After
+    "RATE_LIMIT_UPLOADS": 30,  # uploads and links per client address per window
+    "RATE_LIMIT_WEBCAM": 900,  # webcam frames per client address per window
+    "RATE_LIMIT_WINDOW": 60,  # seconds
 }
 
 

@@ -25,6 +25,8 @@ from detector.config import REPO_ROOT
 from webapp import create_app
 
 TEST_DB = 13
+# Back-pressure and rate limits are off unless a test sets them (tests/webapp/test_limits.py).
+NO_LIMITS = {"MAX_QUEUE": 0, "RATE_LIMIT_UPLOADS": 0, "RATE_LIMIT_WEBCAM": 0}
 
 
 def _free_port() -> int:
@@ -59,6 +61,7 @@ def app(tmp_path):
             "REDIS_URL": f"redis://127.0.0.1:6379/{TEST_DB}",
             "ALLOWED_URL_HOSTS": "127.0.0.1,example.com",
             "MAX_UPLOAD_MB": 5,
+            **NO_LIMITS,
         }
     )
     yield app
@@ -192,6 +195,7 @@ def service_app(service_env, celery_worker_proc):
             "REDIS_URL": service_env["REDIS_URL"],
             "ALLOWED_URL_HOSTS": service_env["UNMASK_ALLOWED_URL_HOSTS"],
             "SECRET_KEY": service_env["UNMASK_SECRET_KEY"],
+            **NO_LIMITS,
         }
     )
 

@@ -4,7 +4,7 @@ import io
 import json
 
 import pytest
-from conftest import csrf_token
+from conftest import NO_LIMITS, csrf_token
 
 from webapp.jobs import Job, JobStore, new_id
 
@@ -118,7 +118,7 @@ def test_api_needs_exactly_one_input(client, queued):
 def test_api_key_stands_in_for_csrf(tmp_path, monkeypatch, webmedia):
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "API_KEYS": "k1,k2"})
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "API_KEYS": "k1,k2", **NO_LIMITS})
     sent = []
     task = app.extensions["celery"].tasks["worker.tasks.analyze_job"]
     monkeypatch.setattr(task, "apply_async", lambda args=None, **o: sent.append(args))
