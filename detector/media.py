@@ -7,6 +7,7 @@ named ``.png`` must still be read. Images come back upright (EXIF orientation ap
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from .errors import CorruptMedia, MediaTooLarge, UnsupportedMedia
 MediaKind = Literal["image", "video"]
 
 _SNIFF_BYTES = 64
+# A file path in a decoder's message, quoted ('/a/b.mp4') or bare (/a/b.mp4): never shown to users.
+_QUOTED_PATH = re.compile(r"""(['\"])(?:[A-Za-z]:)?[/\\\\][^'\"]*\1|(?<![\w.])/[^\s'\"]+""")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".3gp"}
 
@@ -60,6 +63,13 @@ def sniff(head: bytes) -> MediaType | None:
     if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
         return MediaType("video", "avi")
     return None
+
+
+def error_reason(exc: BaseException) -> str:
+    """A decoder's words for an error, without file paths (which must not reach a user)."""
+    text = str(getattr(exc, "strerror", None) or exc)
+    text = _QUOTED_PATH.sub("", text).strip().rstrip(":").strip()
+    return text or type(exc).__name__
 
 
 def detect_type(path: str | Path, settings: Settings | None = None) -> MediaType:
@@ -129,4 +139,6 @@ def load_image(path: str | Path, settings: Settings | None = None) -> np.ndarray
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaTooLarge("the image has too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptMedia(f"the image cannot be decoded (corrupt or truncated): {exc}") from None
+        raise CorruptMedia(
+            f"the image cannot be decoded (corrupt or truncated): {error_reason(exc)}"
+        ) from None

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import Settings, get_settings
 from .errors import CorruptMedia, MediaTooLarge, MediaTooLong, UnsupportedMedia
-from .media import detect_type
+from .media import detect_type, error_reason
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _first_frame_rotation(path: Path) -> int:
             for frame in container.decode(video=0):
                 return round(frame.rotation or 0)
         except av.error.FFmpegError as exc:
-            raise CorruptMedia(f"no frame could be decoded: {exc}") from None
+            raise CorruptMedia(f"no frame could be decoded: {error_reason(exc)}") from None
     raise CorruptMedia("the video contains no decodable frame")
 
 
@@ -72,9 +72,11 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
-        raise CorruptMedia(f"the video cannot be opened (corrupt or truncated): {exc}") from None
+        raise CorruptMedia(
+            f"the video cannot be opened (corrupt or truncated): {error_reason(exc)}"
+        ) from None
     except (av.error.FFmpegError, OSError) as exc:
-        raise CorruptMedia(f"the video cannot be opened: {exc}") from None
+        raise CorruptMedia(f"the video cannot be opened: {error_reason(exc)}") from None
 
 
 def probe_video(path: str | Path, settings: Settings | None = None) -> VideoInfo:
@@ -139,7 +141,7 @@ def _count_packets(container, stream, settings: Settings) -> tuple[int, float]:
                 raise MediaTooLong(f"the video runs longer than {settings.max_video_seconds:.0f} s")
     except av.error.FFmpegError as exc:
         if count == 0:
-            raise CorruptMedia(f"the video cannot be read: {exc}") from None
+            raise CorruptMedia(f"the video cannot be read: {error_reason(exc)}") from None
     container.seek(0)
     return count, last
 
@@ -164,7 +166,7 @@ def iter_frames(
                 decoded += 1
         except av.error.FFmpegError as exc:
             if decoded == 0:
-                raise CorruptMedia(f"no frame could be decoded: {exc}") from None
+                raise CorruptMedia(f"no frame could be decoded: {error_reason(exc)}") from None
             if decoded < 0.5 * info.frames:
                 raise CorruptMedia(
                     f"the video is truncated or corrupt: decoding stopped after {decoded} of {info.frames} frames"

@@ -203,3 +203,14 @@ def test_bytes_starting_bm_without_a_bmp_header_are_unsupported(tmp_path):
     fake.write_bytes(b"BM" + b"just some text that is not a bitmap at all" * 3)
     with pytest.raises(UnsupportedMedia):
         detect_type(fake)
+
+
+def test_decoder_messages_lose_their_paths():
+    from detector.media import error_reason
+
+    assert (
+        error_reason(OSError("cannot identify image file '/srv/jobs/x/in.png'"))
+        == "cannot identify image file"
+    )
+    assert "/srv" not in error_reason(ValueError("bad data at /srv/jobs/x/in.png offset 3"))
+    assert error_reason(ValueError("broken data stream")) == "broken data stream"

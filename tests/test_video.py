@@ -113,6 +113,16 @@ def test_truncated_mp4_is_corrupt(tmp_path, make_clip, face_image, media, fastst
         _decode_all(clip)
 
 
+def test_corrupt_video_messages_name_no_server_path(tmp_path, make_clip, face_image):
+    (tmp_path / "secret-folder").mkdir()
+    clip = make_clip(tmp_path / "secret-folder" / "cut.mp4", [face_image(0)], seconds=1.0)
+    head = tmp_path / "secret-folder" / "head.mp4"
+    head.write_bytes(clip.read_bytes()[:64])  # FFmpeg's error text quotes the path it opened
+    with pytest.raises(CorruptMedia) as caught:
+        probe_video(head, SETTINGS)
+    assert "secret-folder" not in str(caught.value) and "Invalid data" in str(caught.value)
+
+
 def test_too_long(tmp_path, make_clip):
     clip = make_clip(tmp_path / "long.mp4", seconds=1.0)
     with pytest.raises(MediaTooLong, match="limit"):
