@@ -90,6 +90,8 @@ def probe_video(path: str | Path, settings: Settings | None = None) -> VideoInfo
         if not container.streams.video:
             raise UnsupportedMedia("the file has no video track")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a codec FFmpeg does not know (or a mangled header)
+            raise UnsupportedMedia("the video track uses a codec that cannot be decoded here")
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise CorruptMedia("the video track has no frame size")
@@ -142,7 +144,10 @@ def _count_packets(container, stream, settings: Settings) -> tuple[int, float]:
     except av.error.FFmpegError as exc:
         if count == 0:
             raise CorruptMedia(f"the video cannot be read: {error_reason(exc)}") from None
-    container.seek(0)
+    try:
+        container.seek(0)
+    except av.error.FFmpegError as exc:  # an index too damaged to seek back to the start
+        raise CorruptMedia(f"the video cannot be read: {error_reason(exc)}") from None
     return count, last
 
 
