@@ -95,6 +95,11 @@ def finish_config(config: dict) -> None:
         "task_soft_time_limit": soft,
         "task_time_limit": soft + 30,
         "worker_prefetch_multiplier": 1,
+        # A job is acknowledged when it ends, so a worker killed mid-job (OOM, SIGKILL, a
+        # deploy) hands it back to the queue; the task gives up after MAX_ATTEMPTS deliveries.
+        # The broker's visibility timeout (below) stays above the hard time limit.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
         "result_expires": int(float(config["RETENTION_HOURS"]) * 3600) or 3600,
         "task_routes": {
             "worker.tasks.analyze_job": {"queue": "analysis"},

@@ -56,6 +56,7 @@ class Job:
     url: str | None = None
     input: str | None = None  # file name inside the job folder
     kind: str | None = None  # "image" or "video" when known before analysis
+    attempts: int = 0  # deliveries to a worker; above 1 only after a worker died mid-job
 
 
 class JobStore:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal error while analysing the file"
 
+# Deliveries of one job before it is failed: a file that kills its worker is not retried forever.
+MAX_ATTEMPTS = 2
+
 # The share of the progress bar the download takes for link jobs.
 _DOWNLOAD_SHARE = 0.3
 
@@ -103,6 +106,17 @@ def analyze_job(self, job_id: str) -> dict:
         log.warning("job %s: folder missing (expired?)", job_id)
         return {"status": "error"}
     folder = store.folder(job_id)
+    job.attempts += 1
+    store.save(job)
+    if job.attempts > MAX_ATTEMPTS:
+        log.error("job %s: delivered %d times, the worker died each time; failing it", job_id, job.attempts)
+        for leftover in folder.iterdir():
+            if leftover.name != "job.json":
+                leftover.unlink(missing_ok=True)
+        payload = _error("worker_lost", "the worker stopped unexpectedly while analysing this file, twice")
+        payload["job_id"] = job_id
+        store.write_result(job_id, payload)
+        return {"status": "error"}
     started = time.time()
     path: Path | None = None
     try:

@@ -49,3 +49,10 @@ def test_behind_a_proxy_and_https(tmp_path):
     assert app.config["SESSION_COOKIE_SECURE"] is True
     response = app.test_client().get("/api/v1/csrf", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_a_dying_worker_hands_its_job_back(tmp_path):
+    celery = create_app({"TESTING": True, "DATA_DIR": str(tmp_path)}).config["CELERY"]
+    assert celery["task_acks_late"] and celery["task_reject_on_worker_lost"]
+    assert celery["worker_prefetch_multiplier"] == 1
+    assert celery["broker_transport_options"]["visibility_timeout"] > celery["task_time_limit"]

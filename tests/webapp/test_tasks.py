@@ -189,3 +189,22 @@ def test_missing_model_is_reported_without_server_paths(app, in_process, webmedi
     in_process.analyze_job(job_id)
     result = store.result(job_id)
     assert result["error"] == "the detection model is not installed on this server"
+
+
+def test_a_job_redelivered_after_worker_deaths_fails_instead_of_looping(app, in_process, webmedia):
+    store, job_id = _job(app, webmedia.photo)
+    job = store.load(job_id)
+    job.attempts = 2  # two workers died on it already (acks_late redelivered it)
+    store.save(job)
+    in_process.analyze_job(job_id)
+    result = store.result(job_id)
+    assert result["status"] == "error" and result["error_code"] == "worker_lost"
+    assert sorted(p.name for p in store.folder(job_id).iterdir()) == ["job.json", "result.json"]
+    status = app.test_client().get(f"/api/v1/jobs/{job_id}").get_json()
+    assert status["state"] == "failed" and "stopped unexpectedly" in status["error"]["message"]
+
+
+def test_a_first_delivery_counts_one_attempt(app, in_process, webmedia):
+    store, job_id = _job(app, webmedia.photo)
+    in_process.analyze_job(job_id)
+    assert store.load(job_id).attempts == 1 and store.result(job_id)["status"] == "ok"
