@@ -249,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.choose_threshold:
         choose_threshold(args.model, args.cache)
     report = evaluate(args.model, args.cache, args.split, None if args.no_videos else args.videos, args.limit)
+    if args.choose_threshold:
+        report["command"] += " --choose-threshold"
+        (args.model / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        _update_card(args.model, report)
     summary = {
         k: report[k]
         for k in (

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "prepare": "make prepare",
             "train": "python -m detector.training.train " + " ".join(_cli_args(train_args)),
-            "export": f"python -m detector.training.export {args.checkpoint} --out {args.out}",
+            "export": "python -m detector.training.export "
+            + f"{str(args.checkpoint).replace(str(Path.home()), '~')} --out {args.out}",
         }
     )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
