@@ -159,7 +159,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test that takes ``shared_video`` runs once per labelled clip in ``videos/{real,fake}/``."""
     if "shared_video" in metafunc.fixturenames:
         clips = sorted(VIDEOS.glob("*/*.mp4"))
-        metafunc.parametrize("shared_video", clips, ids=[f"{p.parent.name}/{p.name}" for p in clips])
+        params = [pytest.param(p, id=f"{p.parent.name}/{p.name}", marks=_known_miss(p)) for p in clips]
+        metafunc.parametrize("shared_video", params)
+
+
+# Clips the shipped model is known to get wrong (models/README.md gives the scores). Strict, so
+# a model that gets one right makes the test fail until the clip is taken off this list.
+KNOWN_VIDEO_MISSES = {"real/ffpp_634.mp4": "unmask-lite0 0.1.0 scores this real clip 0.590 (threshold 0.427)"}
+
+
+def _known_miss(clip: Path) -> list:
+    reason = KNOWN_VIDEO_MISSES.get(f"{clip.parent.name}/{clip.name}")
+    return [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
 
 
 @pytest.fixture(scope="session")
