@@ -66,11 +66,12 @@ def _torch_fp32(size: int):
 def _stages(
     clip: Path, settings: Settings, detector, predictor: Predictor, out_dir: Path
 ) -> tuple[dict, np.ndarray, int]:
-    """Each stage alone over the same decoded frames: milliseconds per frame (per crop)."""
+    """Each stage alone over the same decoded frames: milliseconds per frame (per crop).
+    Decode includes the conversion to RGB, which every analysed frame needs."""
     info = probe_video(clip, settings)
     frames = [f.image for f in iter_frames(clip, info, settings)]
     n = len(frames)
-    t_decode, _ = _timed(lambda: sum(1 for _ in iter_frames(clip, info, settings)))
+    t_decode, _ = _timed(lambda: sum(f.image.shape[0] > 0 for f in iter_frames(clip, info, settings)))
     detector.detect(frames[0])
     t_detect, dets = _timed(lambda: [detector.detect(f) for f in frames])
     card = predictor.card
