@@ -25,20 +25,10 @@ from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .augment import jpeg
 from .prepare import DEFAULT_CACHE
-from .train import auc, read_manifest
+from .train import auc, load_crops, read_manifest
 
 JPEG_QUALITIES = (95, 75, 50, 30)
 VIDEOS = REPO_ROOT.parent / "shared" / "data" / "videos"
-
-
-def _load(cache: Path, rows: list[dict]) -> np.ndarray:
-    arrays: dict[str, np.ndarray] = {}
-    out = []
-    for r in rows:
-        if r["source"] not in arrays:
-            arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
-        out.append(np.asarray(arrays[r["source"]][r["row"]]))
-    return np.stack(out)
 
 
 def _scores(predictor: Predictor, crops: np.ndarray, quality: int | None = None) -> np.ndarray:
@@ -141,7 +131,7 @@ def choose_threshold(model_dir: Path, cache: Path) -> float:
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     rows = [r for r in read_manifest(cache) if r["split"] == "val"]
     labels = np.array([r["label"] for r in rows])
-    cut = youden_threshold(labels, predictor.predict(_load(cache, rows)))
+    cut = youden_threshold(labels, predictor.predict(load_crops(cache, rows)))
     path = model_dir / "card.json"
     card = json.loads(path.read_text())
     card["threshold"] = round(cut, 3)
@@ -163,7 +153,7 @@ def evaluate(
     rows = [r for r in read_manifest(cache) if r["split"] == split]
     if limit:
         rows = rows[:: max(1, len(rows) // limit)]
-    crops = _load(cache, rows)
+    crops = load_crops(cache, rows)
     labels = np.array([r["label"] for r in rows])
     src = np.array([r["source"] for r in rows])
     started = time.time()

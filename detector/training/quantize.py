@@ -17,13 +17,16 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from .model import MEAN, STD
+from ..classifier import Predictor
 from .prepare import DEFAULT_CACHE
-from .train import read_manifest
+from .train import load_crops, read_manifest
 
 
 class CropReader(CalibrationDataReader):
-    def __init__(self, cache: Path, count: int, seed: int = 0, batch: int = 8):
+    """Training crops, preprocessed exactly as the model card says serving will (frame mask,
+    normalisation), so the activation ranges are measured on what the model will really see."""
+
+    def __init__(self, cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 8):
         rows = [r for r in read_manifest(cache) if r["split"] == "train"]
         rng = np.random.default_rng(seed)
         # balanced over sources and labels, so no set dominates the activation ranges
@@ -32,15 +35,8 @@ class CropReader(CalibrationDataReader):
             by_cell.setdefault((r["source"], r["label"]), []).append(r)
         per_cell = max(1, count // len(by_cell))
         picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
-        arrays: dict[str, np.ndarray] = {}
-        crops = []
-        for r in picked:
-            if r["source"] not in arrays:
-                arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
-            crops.append(np.asarray(arrays[r["source"]][r["row"]]))
-        x = np.stack(crops).astype(np.float32) / 255.0
-        x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-        self._batches = [x[i : i + batch].transpose(0, 3, 1, 2).copy() for i in range(0, len(x), batch)]
+        crops = load_crops(cache, picked)
+        self._batches = [predictor.preprocess(crops[i : i + batch]) for i in range(0, len(crops), batch)]
         self._it = iter(self._batches)
 
     def get_next(self):
@@ -52,13 +48,15 @@ class CropReader(CalibrationDataReader):
 
 
 def quantize(fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 256) -> dict:
+    """``fp32`` must sit beside its model card: calibration preprocesses as the card says."""
+    predictor = Predictor(fp32.parent)
     pre = int8.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     try:
         quantize_static(
             str(pre),
             str(int8),
-            CropReader(cache, count),
+            CropReader(cache, count, predictor),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,

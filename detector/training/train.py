@@ -43,6 +43,17 @@ def read_manifest(cache: Path) -> list[dict]:
     return rows
 
 
+def load_crops(cache: Path, rows: list[dict]) -> np.ndarray:
+    """The cached crops for manifest ``rows``, in order, as one uint8 array."""
+    arrays: dict[str, np.ndarray] = {}
+    out = []
+    for r in rows:
+        if r["source"] not in arrays:
+            arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
+        out.append(np.asarray(arrays[r["source"]][r["row"]]))
+    return np.stack(out)
+
+
 class CropSet(Dataset):
     """Crops from the cache; indices past the end are self-blended fakes made from real crops."""
 
