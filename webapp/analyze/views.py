@@ -36,31 +36,32 @@ def _form_errors(form) -> str:
 @bp.route("/", methods=["GET", "POST"])
 def index():
     form = UploadForm()
-    if form.validate_on_submit():
-        try:
-            return _accepted(submit_upload(form.file.data))
-        except UnmaskError as exc:
-            return _refuse(form, "index.html", 400, exc.code, str(exc))
-        except QueueUnavailable as exc:
-            return _refuse(form, "index.html", 503, "queue_unavailable", str(exc))
-    if form.is_submitted():
-        return _refuse(form, "index.html", 400, "invalid", _form_errors(form))
-    return render_template("index.html", form=form, max_mb=current_app.config["MAX_UPLOAD_MB"])
+    return _submit_or_show(form, "index.html", lambda: submit_upload(form.file.data))
 
 
 @bp.route("/link", methods=["GET", "POST"])
 def link():
     form = LinkForm()
+    return _submit_or_show(form, "link.html", lambda: submit_url(form.url.data))
+
+
+def _submit_or_show(form, template: str, submit):
+    """Both forms: enqueue a valid submission, refuse a bad one in plain words, else show the page."""
     if form.validate_on_submit():
         try:
-            return _accepted(submit_url(form.url.data))
+            return _accepted(submit())
         except UnmaskError as exc:
-            return _refuse(form, "link.html", 400, exc.code, str(exc))
+            return _refuse(form, template, 400, exc.code, str(exc))
         except QueueUnavailable as exc:
-            return _refuse(form, "link.html", 503, "queue_unavailable", str(exc))
+            return _refuse(form, template, 503, "queue_unavailable", str(exc))
     if form.is_submitted():
-        return _refuse(form, "link.html", 400, "invalid", _form_errors(form))
-    return render_template("link.html", form=form, hosts=current_app.config["ALLOWED_URL_HOSTS"])
+        return _refuse(form, template, 400, "invalid", _form_errors(form))
+    return render_template(
+        template,
+        form=form,
+        max_mb=current_app.config["MAX_UPLOAD_MB"],
+        hosts=current_app.config["ALLOWED_URL_HOSTS"],
+    )
 
 
 def _refuse(form, template: str, status: int, code: str, message: str):
