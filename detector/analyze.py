@@ -23,7 +23,7 @@ from .faces import Face, FaceDetector, create_detector, crop_face
 from .media import detect_type, load_image
 from .results import AnalysisResult, FaceResult, FrameScore, TrackResult, verdict_for
 from .tracking import FaceTracker
-from .video import VideoInfo, iter_frames, probe_video, sample_times
+from .video import SampleClock, VideoInfo, iter_frames, probe_video
 
 Progress = Callable[[str, float], None]
 
@@ -73,8 +73,8 @@ class Analyzer:
         return self.predictor.threshold
 
     # -- faces -------------------------------------------------------------------------------
-    def score_faces(self, image: np.ndarray, faces: list[Face]) -> tuple[list[FaceResult], list[np.ndarray]]:
-        """Score every face big enough to judge; return the results and their crops."""
+    def score_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+        """Score every face big enough to judge; crops stay on the results only as evidence."""
         card = self.predictor.card
         judged = [f for f in faces if f.size >= self.settings.min_face_size]
         crops = [crop_face(image, f.box, card.crop_margin, card.input_size) for f in judged]
@@ -92,7 +92,7 @@ class Analyzer:
                 k += 1
             else:
                 results.append(FaceResult(face.box, face.confidence, None, too_small=True))
-        return results, crops
+        return results
 
     def _labels(self, faces: list[FaceResult]) -> list[Label]:
         return [Label(f.box, f.fake_probability, self.threshold, f.too_small) for f in faces]
@@ -132,7 +132,7 @@ class Analyzer:
         progress("faces", 0.0)
         faces = self.detector.detect(image)
         progress("scoring", 0.5)
-        results, _ = self.score_faces(image, faces)
+        results = self.score_faces(image, faces)
         scored = [f.fake_probability for f in results if f.fake_probability is not None]
         result = AnalysisResult(
             path=str(path),
@@ -234,20 +234,16 @@ class Analyzer:
         """Decode; detect and track where needed; score the sampled frames."""
         seen = _VideoPass()
         tracker, evidence, timeline = seen.tracker, seen.evidence, seen.timeline
-        targets = sample_times(info, self.settings.sample_frames)
-        k = 0
-        half = 0.5 / max(info.fps, 1.0)
+        clock = SampleClock(info, self.settings.sample_frames)
         total = max(info.frames, 1)
         for frame in iter_frames(path, info, self.settings):
-            sampled = every_frame or (k < len(targets) and frame.time + half >= targets[k])
-            while k < len(targets) and targets[k] <= frame.time + half:
-                k += 1
+            sampled = clock.take(frame.time) or every_frame
             if not (sampled or annotating):
                 continue
             faces = self.detector.detect(frame.image)
             ids = tracker.update(frame.time, [f.box for f in faces])
             if sampled:
-                results, _ = self.score_faces(frame.image, faces)
+                results = self.score_faces(frame.image, faces)
                 scores = [r.fake_probability for r in results if r.fake_probability is not None]
                 timeline.append(FrameScore(frame.index, frame.time, max(scores) if scores else None))
             else:

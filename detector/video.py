@@ -189,16 +189,34 @@ def sample_times(info: VideoInfo, count: int) -> list[float]:
     return [(i + 0.5) * info.duration / count for i in range(count)]
 
 
+class SampleClock:
+    """Says which decoded frames are the ones nearest the sample instants, in decoding order."""
+
+    def __init__(self, info: VideoInfo, count: int) -> None:
+        self._targets = sample_times(info, count)
+        self._half = 0.5 / max(info.fps, 1.0)
+        self._k = 0
+
+    @property
+    def done(self) -> bool:
+        return self._k >= len(self._targets)
+
+    def take(self, time: float) -> bool:
+        """True for the first frame at or past the next instant (within half a frame)."""
+        t = time + self._half
+        hit = not self.done and t >= self._targets[self._k]
+        while not self.done and self._targets[self._k] <= t:
+            self._k += 1
+        return hit
+
+
 def sample_frames(path: str | Path, count: int, settings: Settings | None = None) -> Iterator[Frame]:
     """The frames nearest to ``count`` evenly spaced instants (by timestamp, not index)."""
     settings = settings or get_settings()
     info = probe_video(path, settings)
-    targets = sample_times(info, count)
-    k = 0
+    clock = SampleClock(info, count)
     for frame in iter_frames(path, info, settings):
-        if k >= len(targets):
+        if clock.done:
             break
-        if frame.time + 0.5 / max(info.fps, 1.0) >= targets[k]:
+        if clock.take(frame.time):
             yield frame
-            while k < len(targets) and targets[k] <= frame.time + 0.5 / max(info.fps, 1.0):
-                k += 1

@@ -175,7 +175,7 @@ def detect_frame(path: str) -> dict:
         analyzer = get_analyzer()
         image = load_image(path, analyzer.settings)
         faces = analyzer.detector.detect(image)
-        results, _ = analyzer.score_faces(image, faces)
+        results = analyzer.score_faces(image, faces)
         threshold = analyzer.threshold
         out = []
         for face in results:
@@ -203,7 +203,7 @@ def score_images(paths: list[str]) -> list[dict]:
     for path in paths:
         try:
             image = load_image(path, analyzer.settings)
-            results, _ = analyzer.score_faces(image, analyzer.detector.detect(image))
+            results = analyzer.score_faces(image, analyzer.detector.detect(image))
             scores = [r.fake_probability for r in results if r.fake_probability is not None]
             p = max(scores) if scores else score_whole_image(image)
             out.append({"fake_probability": round(float(p), 4), "faces": len(scores)})
