@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed static/vendor/face_detection/VERSION
 
 run: setup quiz-pool
 	$(PY) -m webapp.serve
@@ -23,6 +23,11 @@ run: setup quiz-pool
 quiz-pool: setup
 	@if [ -d $(SHARED)/faces ] && [ -z "$$(ls -A $${UNMASK_QUIZ_DIR:-var/quiz}/real 2>/dev/null)" ]; then \
 		$(VENV)/bin/flask --app webapp.manage quiz import $(SHARED)/faces --limit 200; fi
+
+# The webcam's on-device libraries (about 20 MB of WebAssembly, not in git) come from npm.
+static/vendor/face_detection/VERSION: scripts/vendor.sh
+	command -v npm >/dev/null || bash scripts/system-deps.sh
+	bash scripts/vendor.sh
 
 vendor:
 	./scripts/vendor.sh
