@@ -1,32 +1,72 @@
 """Live check from the camera: the page, and a low-latency endpoint for single frames.
 
-The browser sends a downscaled JPEG a few times a second (one request in flight at a time). The
-view stores it under a random name and hands it to the ``realtime`` queue, which a separate
-worker serves, so a long video job never delays the live picture; it waits a few seconds at
-most for the boxes. The running verdict is smoothed in the browser over the last frames.
+Where the browser can, the page analyses frames on the device itself (static/js/webcam-device.js:
+MediaPipe's BlazeFace and the same INT8 ONNX model in onnxruntime-web, fetched from ``model/``), so
+no frame leaves it; the page's policy then also allows compiling WebAssembly. Otherwise the browser
+sends a downscaled JPEG a few times a second (one request in flight at a time). The view stores it
+under a random name and hands it to the ``realtime`` queue, which a separate worker serves, so a
+long video job never delays the live picture; it waits a few seconds at most for the boxes. The
+running verdict is smoothed in the browser over the last frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from pathlib import Path
 
 from celery.exceptions import TimeoutError as CeleryTimeout
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, send_from_directory
 from kombu.exceptions import OperationalError
 
+from detector.classifier import ModelCard
+from detector.config import get_settings
+from detector.errors import ModelNotFound
 from detector.media import sniff
 
-from ..errors import error_response
+from ..errors import CSP, error_response
 from ..submit import celery_lock, task
 from .forms import FrameForm
 
 bp = Blueprint("webcam", __name__, url_prefix="/webcam")
 
+# Every other page keeps the strict policy; this one may also compile WebAssembly (no eval).
+WEBCAM_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", 1)
+
+
+def _model_dir() -> Path:
+    """The model the workers use (``UNMASK_MODEL_DIR``), or ``MODEL_DIR`` from the app's config."""
+    return Path(current_app.config.get("MODEL_DIR") or get_settings().model_dir)
+
 
 @bp.get("/")
 def page():
-    return render_template("webcam.html", form=FrameForm())
+    response = make_response(
+        render_template("webcam.html", form=FrameForm(), min_face_size=get_settings().min_face_size)
+    )
+    response.headers["Content-Security-Policy"] = WEBCAM_CSP
+    return response
+
+
+@bp.get("/model/<name>")
+def model_file(name: str):
+    """The shipped model for on-device inference, read-only: ``card.json`` (the card's
+    preprocessing fields, without its training notes) and the ONNX file the card names."""
+    folder = _model_dir()
+    try:
+        card = ModelCard.load(folder)
+    except ModelNotFound:
+        abort(404)
+    if name == "card.json":
+        fields = {k: v for k, v in dataclasses.asdict(card).items() if k != "extra"}
+        response = jsonify(fields)
+        response.cache_control.max_age = 300
+    elif name == card.file:
+        response = send_from_directory(folder, name, mimetype="application/octet-stream", max_age=3600)
+    else:
+        abort(404)
+    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response
 
 
 @bp.post("/frame")
