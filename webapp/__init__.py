@@ -31,7 +31,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tokens live as long as the session
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SECURE"] = bool(app.config["SECURE_COOKIES"])
+    app.config["SESSION_COOKIE_SECURE"] = app.config["SECURE_COOKIES"]  # on unless debug (config.py)
     if int(app.config["PROXY_HOPS"]) > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

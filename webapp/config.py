@@ -35,7 +35,10 @@ DEFAULTS: dict[str, object] = {
     "LOCAL": False,
     "API_KEYS": "",
     "PROXY_HOPS": 0,  # reverse proxies in front (nginx, a load balancer) whose X-Forwarded-* to trust
-    "SECURE_COOKIES": False,  # set when served over HTTPS
+    # Session cookie only over HTTPS. "auto": on, except in debug mode. Browsers accept such
+    # cookies from http://127.0.0.1 and http://localhost, so the local launcher keeps working;
+    # set 0 to serve plain HTTP to other machines (a LAN test without TLS).
+    "SECURE_COOKIES": "auto",
     # Back-pressure and rate limits (webapp/limits.py); 0 switches one off.
     "MAX_QUEUE": 100,  # analysis jobs waiting; past it uploads and links get 503 + Retry-After
     "RATE_LIMIT_UPLOADS": 30,  # uploads and links per client address per window
@@ -85,6 +88,11 @@ def finish_config(config: dict) -> None:
     config["ALLOWED_URL_HOSTS"] = list(hosts)
     keys = config.get("API_KEYS") or ""
     config["API_KEYS"] = [k.strip() for k in keys.split(",") if k.strip()] if isinstance(keys, str) else keys
+    secure = config.get("SECURE_COOKIES", "auto")
+    if isinstance(secure, str):
+        word = secure.strip().lower()
+        secure = not config.get("DEBUG") if word in ("", "auto") else word in ("1", "true", "yes", "on")
+    config["SECURE_COOKIES"] = bool(secure)
     soft = int(config["TASK_TIME_LIMIT"])
     redis_url = config["REDIS_URL"]
     celery = {

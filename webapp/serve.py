@@ -133,6 +133,28 @@ def _stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
             proc.wait()
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cookie_warning(host: str, env: dict[str, str]) -> str | None:
+    """What to say when the session cookie is Secure but the launcher may serve plain HTTP to others."""
+    if _loopback(host) or env.get("UNMASK_SECURE_COOKIES", "auto").strip().lower() not in ("", "auto"):
+        return None
+    return (
+        f"listening on {host}: the session cookie is Secure, so browsers on other machines keep it "
+        "only over HTTPS (put a TLS proxy in front and set UNMASK_PROXY_HOPS). For plain HTTP on a "
+        "trusted network set UNMASK_SECURE_COOKIES=0, or forms there fail their CSRF check."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webapp.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("UNMASK_HOST", "127.0.0.1"))
@@ -162,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    warning = cookie_warning(args.host, env)
+    if warning:
+        log.warning("%s", warning)
 
     procs: list[subprocess.Popen] = []
     redis_proc: subprocess.Popen | None = None
