@@ -39,6 +39,7 @@ DEFAULTS: dict[str, object] = {
     # cookies from http://127.0.0.1 and http://localhost, so the local launcher keeps working;
     # set 0 to serve plain HTTP to other machines (a LAN test without TLS).
     "SECURE_COOKIES": "auto",
+    "MIN_FREE_MB": 100.0,  # uploads are refused (503 storage_full) when the data folder has less free
     # Back-pressure and rate limits (webapp/limits.py); 0 switches one off.
     "MAX_QUEUE": 100,  # analysis jobs waiting; past it uploads and links get 503 + Retry-After
     "RATE_LIMIT_UPLOADS": 30,  # uploads and links per client address per window

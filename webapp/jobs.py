@@ -4,11 +4,18 @@ The folder holds ``job.json`` (what was asked), the input under a random name, a
 worker is done ``result.json`` plus the annotated media and evidence images. Keeping the outcome on
 disk (not only in the Celery result backend) lets any web process on any machine that mounts the
 same folder answer for a job, and lets retention be one ``rmtree`` per expired folder.
+
+Every file is written whole or not at all (a temporary name, then a rename), and ``result.json``
+is written last, so a reader never sees half a result. ``init_app`` adds the storage check at the
+door: an upload, link or webcam frame is refused with 503 and a plain message when the data
+folder has less than ``UNMASK_MIN_FREE_MB`` free or cannot be written.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import re
 import secrets
@@ -16,6 +23,8 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
@@ -57,6 +66,64 @@ class Job:
     input: str | None = None  # file name inside the job folder
     kind: str | None = None  # "image" or "video" when known before analysis
     attempts: int = 0  # deliveries to a worker; above 1 only after a worker died mid-job
+    started: float | None = None  # when a worker last took the job
+
+
+# errno values that mean "the data folder cannot take this write", not a bug of ours.
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+class StorageUnavailable(OSError):
+    """The data folder is full (``code`` ``storage_full``) or cannot be written (``storage_unavailable``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(errno.ENOSPC if code == "storage_full" else errno.EROFS, message)
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> StorageUnavailable | None:
+        """The plain-words version of a failed write, or None when ``exc`` is not about storage."""
+        if isinstance(exc, cls):
+            return exc
+        if exc.errno in _FULL:
+            return cls("storage_full", "the server has run out of storage space; please try again later")
+        if exc.errno in _UNWRITABLE:
+            return cls(
+                "storage_unavailable", "the server cannot store files right now; please try again later"
+            )
+        return None
+
+
+def free_bytes(path: str | Path) -> int:
+    """Bytes free for unprivileged writers on the file system that holds ``path``."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def check_storage(data_dir: str | Path, min_free_bytes: int, incoming: int = 0) -> None:
+    """Raise ``StorageUnavailable`` unless ``incoming`` bytes fit and leave ``min_free_bytes`` free."""
+    try:
+        stats = os.statvfs(data_dir)
+    except OSError as exc:
+        raise StorageUnavailable.from_os_error(exc) or StorageUnavailable(
+            "storage_unavailable", "the server cannot store files right now; please try again later"
+        ) from exc
+    if stats.f_flag & os.ST_RDONLY:
+        raise StorageUnavailable(
+            "storage_unavailable", "the server cannot store files right now; please try again later"
+        )
+    if min_free_bytes > 0 and stats.f_bavail * stats.f_frsize - incoming < min_free_bytes:
+        log.error(
+            "storage: %d MB free in %s, below the %d MB minimum",
+            stats.f_bavail * stats.f_frsize // 2**20,
+            data_dir,
+            min_free_bytes // 2**20,
+        )
+        raise StorageUnavailable(
+            "storage_full", "the server has run out of storage space; please try again later"
+        )
 
 
 class JobStore:
@@ -71,9 +138,20 @@ class JobStore:
         return self.root / job_id
 
     def create(self, job: Job) -> Path:
+        """Make the job's folder and ``job.json``; ``StorageUnavailable`` when the disk refuses."""
         folder = self.folder(job.id)
-        folder.mkdir(parents=True, exist_ok=False)
-        self._write(folder / "job.json", asdict(job))
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            self._write(folder / "job.json", asdict(job))
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            storage = StorageUnavailable.from_os_error(exc)
+            if storage is None:
+                raise
+            log.error("job %s: cannot create its folder: %s", job.id, exc)
+            raise storage from exc
         return folder
 
     def load(self, job_id: str) -> Job | None:
@@ -92,8 +170,34 @@ class JobStore:
         except (KeyError, FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def write_result(self, job_id: str, result: dict) -> None:
-        self._write(self.folder(job_id) / "result.json", result)
+    def write_result(self, job_id: str, result: dict, replace: bool = True) -> bool:
+        """Write the job's outcome whole; with ``replace=False`` keep an outcome already there.
+
+        Returns whether this call's result is the one on disk.
+        """
+        return self._write(self.folder(job_id) / "result.json", result, replace=replace)
+
+    def fail(self, job_id: str, code: str, message: str, replace: bool = False) -> bool:
+        """Mark a job failed with a reason and delete its input and partial outputs."""
+        written = self.write_result(
+            job_id, {"status": "error", "error_code": code, "error": message, "job_id": job_id}, replace
+        )
+        if written:
+            self.clear_outputs(job_id)
+        return written
+
+    def clear_outputs(self, job_id: str) -> None:
+        """Delete everything in the job's folder except ``job.json`` and ``result.json``."""
+        folder = self.folder(job_id)
+        if not folder.is_dir():
+            return
+        for leftover in folder.iterdir():
+            if leftover.name in ("job.json", "result.json"):
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     def file(self, job_id: str, name: str) -> Path | None:
         """A result file of a job, or None: never a path outside the job's folder."""
@@ -130,10 +234,24 @@ class JobStore:
         return removed
 
     @staticmethod
-    def _write(path: Path, data: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+    def _write(path: Path, data: dict, replace: bool = True) -> bool:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1))
+            if replace:
+                os.replace(tmp, path)
+                return True
+            try:
+                os.link(tmp, path)  # atomic, and never over an outcome someone else wrote
+            except FileExistsError:
+                return False
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def expire_files(folder: Path, max_age_seconds: float, now: float | None = None) -> int:
@@ -150,3 +268,42 @@ def expire_files(folder: Path, max_age_seconds: float, now: float | None = None)
         except OSError:
             continue
     return removed
+
+
+# Requests that store something in the data folder (uploads, links, webcam frames).
+STORING_ENDPOINTS = {"analyze.index", "analyze.link", "api.analyze", "webcam.frame"}
+STORAGE_RETRY_AFTER = 60  # seconds a client is asked to wait when the disk is full
+
+
+def init_app(app) -> None:
+    """Refuse storing requests at the door when the disk is short, and answer a failed write plainly."""
+    from flask import current_app, make_response, request
+
+    from .errors import error_response
+
+    def refuse(exc: StorageUnavailable):
+        response = make_response(*error_response(503, exc.code, exc.message))
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return response
+
+    @app.before_request
+    def check_free_space():
+        if request.method != "POST" or request.endpoint not in STORING_ENDPOINTS:
+            return None
+        config = current_app.config
+        try:
+            check_storage(
+                config["DATA_DIR"], int(float(config["MIN_FREE_MB"]) * 2**20), request.content_length or 0
+            )
+        except StorageUnavailable as exc:
+            return refuse(exc)
+        return None
+
+    @app.errorhandler(OSError)
+    def storage_error(exc: OSError):
+        storage = StorageUnavailable.from_os_error(exc)
+        if storage is None or request.endpoint not in STORING_ENDPOINTS:
+            log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+            return error_response(500, "internal", "internal error; the problem has been logged")
+        log.error("storage error on %s %s: %s", request.method, request.path, exc)
+        return refuse(storage)

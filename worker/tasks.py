@@ -4,11 +4,17 @@ Tasks take ids and paths, never file bytes; each re-reads its inputs from the sh
 Every failure the user can cause ends as a ``result.json`` with a plain-words message and the job
 marked failed, never as an exception that kills the worker; anything unexpected is logged with the
 job id and shown as a generic message, without a traceback.
+
+An analysis writes its annotated media and evidence in a hidden ``.work/`` folder inside the job's
+folder and moves them next to ``job.json`` only when it succeeded; ``result.json`` comes last. A
+failed, killed or timed-out analysis leaves nothing half-written under a name that is served.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 
 from detector.errors import ModelNotFound, UnmaskError
-from webapp.jobs import JobStore, expire_files
+from webapp.jobs import JobStore, StorageUnavailable, check_storage, expire_files
 
 from .analysis import get_analyzer, score_whole_image
 
@@ -53,7 +59,10 @@ class ProgressReporter:
     def publish(self, stage: str, overall: float) -> None:
         if self.task.request.id is None:  # called directly (tests), not through a worker
             return
-        self.task.update_state(state="PROGRESS", meta={"stage": stage, "progress": round(overall, 3)})
+        try:
+            self.task.update_state(state="PROGRESS", meta={"stage": stage, "progress": round(overall, 3)})
+        except Exception as exc:  # Redis restarting: the analysis goes on, only the bar pauses
+            log.warning("job %s: progress not published: %s", self.task.request.id, exc)
 
 
 def _error(code: str, message: str) -> dict:
@@ -96,6 +105,13 @@ def _payload(result, folder: Path) -> dict:
     return data
 
 
+def _publish_outputs(work: Path, folder: Path) -> None:
+    """Move a finished analysis's files next to ``job.json`` (each rename is atomic)."""
+    for item in work.iterdir():
+        os.replace(item, folder / item.name)
+    work.rmdir()
+
+
 @shared_task(bind=True, name="worker.tasks.analyze_job")
 def analyze_job(self, job_id: str) -> dict:
     """Download (for links), analyse, annotate and keep the evidence for one job."""
@@ -105,21 +121,35 @@ def analyze_job(self, job_id: str) -> dict:
     if job is None:
         log.warning("job %s: folder missing (expired?)", job_id)
         return {"status": "error"}
+    ended = store.result(job_id)
+    if ended is not None:  # a repeated delivery of a job that has ended (or was failed as lost)
+        log.warning("job %s: already has its outcome; delivery ignored", job_id)
+        return {"status": ended.get("status", "error")}
     folder = store.folder(job_id)
     job.attempts += 1
-    store.save(job)
+    job.started = time.time()
+    try:
+        store.save(job)
+    except OSError as exc:  # nothing can be written: the result backend carries the outcome
+        storage = StorageUnavailable.from_os_error(exc)
+        if storage is None:
+            raise
+        log.error("job %s: cannot write to its folder: %s", job_id, exc)
+        return {"status": "error", "error_code": storage.code, "error": storage.message}
     if job.attempts > MAX_ATTEMPTS:
         log.error("job %s: delivered %d times, the worker died each time; failing it", job_id, job.attempts)
-        for leftover in folder.iterdir():
-            if leftover.name != "job.json":
-                leftover.unlink(missing_ok=True)
+        store.clear_outputs(job_id)
         payload = _error("worker_lost", "the worker stopped unexpectedly while analysing this file, twice")
         payload["job_id"] = job_id
         store.write_result(job_id, payload)
-        return {"status": "error"}
+        return {"status": "error", "error_code": "worker_lost", "error": payload["error"]}
     started = time.time()
     path: Path | None = None
+    work = folder / ".work"
+    shutil.rmtree(work, ignore_errors=True)  # what a killed delivery left behind
     try:
+        check_storage(config["DATA_DIR"], int(float(config["MIN_FREE_MB"]) * 2**20))
+        work.mkdir()
         analyzer = get_analyzer()
         settings = analyzer.settings
         if job.source == "url":
@@ -143,8 +173,9 @@ def analyze_job(self, job_id: str) -> dict:
             path = folder / (job.input or "")
             reporter = ProgressReporter(self)
         reporter.publish("frames", reporter.offset)
-        result = analyzer.analyze(path, annotate_dir=folder, progress=reporter)
-        payload = _payload(result, folder)
+        result = analyzer.analyze(path, annotate_dir=work, progress=reporter)
+        payload = _payload(result, work)
+        _publish_outputs(work, folder)
     except ModelNotFound as exc:
         log.error("job %s: %s", job_id, exc)  # the operator's problem; the path stays in the log
         payload = _error(exc.code, "the detection model is not installed on this server")
@@ -153,17 +184,35 @@ def analyze_job(self, job_id: str) -> dict:
     except SoftTimeLimitExceeded:
         limit = int(config["TASK_TIME_LIMIT"])
         payload = _error("timeout", f"the analysis took longer than the {limit}-second limit and was stopped")
+    except OSError as exc:
+        storage = StorageUnavailable.from_os_error(exc)
+        if storage is None:
+            log.exception("job %s: internal error", job_id)
+            payload = _error("internal", INTERNAL_ERROR)
+        else:
+            log.error("job %s: storage: %s", job_id, exc)
+            payload = _error(storage.code, storage.message)
     except Exception:
         log.exception("job %s: internal error", job_id)
         payload = _error("internal", INTERNAL_ERROR)
     finally:
         if path is not None and path.is_file():
             path.unlink(missing_ok=True)  # the upload is not needed once analysed
+        shutil.rmtree(work, ignore_errors=True)  # a failed analysis's partial files
+    if payload["status"] == "error":
+        store.clear_outputs(job_id)
     payload["job_id"] = job_id
     payload["seconds_total"] = round(time.time() - started, 3)
-    store.write_result(job_id, payload)
+    try:
+        store.write_result(job_id, payload)
+    except OSError as exc:  # the disk is full even for the outcome: the result backend carries it
+        log.error("job %s: cannot write result.json: %s", job_id, exc)
+        storage = StorageUnavailable.from_os_error(exc)
+        if payload["status"] != "error":  # a result that cannot be kept is not a result
+            payload = _error(storage.code, storage.message) if storage else _error("internal", INTERNAL_ERROR)
+        store.clear_outputs(job_id)
     log.info("job %s: %s %s", job_id, payload["status"], payload.get("error_code", ""))
-    return {"status": payload["status"]}
+    return {k: payload[k] for k in ("status", "error_code", "error") if k in payload}
 
 
 @shared_task(name="worker.tasks.detect_frame", soft_time_limit=20, time_limit=30)
