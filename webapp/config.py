@@ -40,6 +40,9 @@ DEFAULTS: dict[str, object] = {
     # set 0 to serve plain HTTP to other machines (a LAN test without TLS).
     "SECURE_COOKIES": "auto",
     "MIN_FREE_MB": 100.0,  # uploads are refused (503 storage_full) when the data folder has less free
+    # A job with no result, no message in the broker and no worker on it this long after it was
+    # queued (and past the hard time limit since a worker took it) is failed as "lost".
+    "STALE_JOB_MINUTES": 30.0,
     # Back-pressure and rate limits (webapp/limits.py); 0 switches one off.
     "MAX_QUEUE": 100,  # analysis jobs waiting; past it uploads and links get 503 + Retry-After
     "RATE_LIMIT_UPLOADS": 30,  # uploads and links per client address per window

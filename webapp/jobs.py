@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -198,6 +199,17 @@ class JobStore:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+    def unfinished(self) -> Iterator[Job]:
+        """Jobs that have no ``result.json`` yet (queued, running, or lost)."""
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if not valid_id(folder.name) or (folder / "result.json").exists():
+                continue
+            job = self.load(folder.name)
+            if job is not None:
+                yield job
 
     def file(self, job_id: str, name: str) -> Path | None:
         """A result file of a job, or None: never a path outside the job's folder."""

@@ -2,7 +2,9 @@
 
 The worker's ``result.json`` is the truth once it exists; before that, Celery's state says
 queued (PENDING), running (STARTED / PROGRESS with a stage and fraction) or failed (FAILURE: the
-hard time limit killed the task, or the worker died). Each is mapped explicitly.
+hard time limit killed the task, or the worker died). Each is mapped explicitly. A job that has
+been queued or running for longer than it possibly could is checked against the broker and failed
+as ``lost`` when its message is gone (``worker/sweep.py``).
 """
 
 from __future__ import annotations
@@ -64,26 +66,43 @@ def job_status(store: JobStore, job: Job) -> dict:
         log.warning("job %s: result backend unavailable: %s", job.id, exc)
         status.update(state="unknown", stage="unknown")
         return status
+    if state in ("PENDING", "STARTED", "PROGRESS") and _lost(job):
+        return job_status(store, store.load(job.id) or job)
     if state == "PENDING":
         return status
     if state == "STARTED":
         status.update(state="running", stage="starting")
     elif state == "PROGRESS" and isinstance(info, dict):
         status.update(state="running", stage=info.get("stage", "running"), progress=info.get("progress", 0.0))
+    elif state == "SUCCESS" and isinstance(info, dict) and info.get("status") == "error":
+        # The task ended but could not write result.json (a full disk): its return value says why.
+        error = {"code": info.get("error_code", "error"), "message": info.get("error", "")}
+        status.update(state="failed", stage="done", progress=1.0, error=error)
     elif state == "SUCCESS":
         status.update(state="running", stage="encoding", progress=0.99)  # result.json is being written
     elif state == "REVOKED":
         status.update(state="failed", error={"code": "cancelled", "message": "the job was cancelled"})
     else:  # FAILURE, and anything unexpected
         log.error("job %s: task ended in %s: %r", job.id, state, info)
-        name = type(info).__name__ if isinstance(info, BaseException) else ""
-        if name == "TimeLimitExceeded":
-            message = "the analysis ran past its time limit and was stopped"
-        elif name == "WorkerLostError":
-            message = "the worker analysing the file stopped unexpectedly"
-        else:
-            message = "internal error while analysing the file"
-        status.update(
-            state="failed", stage="done", progress=1.0, error={"code": "internal", "message": message}
-        )
+        status.update(state="failed", stage="done", progress=1.0, error=failure_error(info))
     return status
+
+
+def failure_error(info: object) -> dict:
+    """The plain-words error of a task Celery recorded as FAILURE (the task could not say it)."""
+    name = type(info).__name__ if isinstance(info, BaseException) else ""
+    if name == "TimeLimitExceeded":
+        return {"code": "timeout", "message": "the analysis ran past its time limit and was stopped"}
+    if name == "WorkerLostError":
+        return {"code": "worker_lost", "message": "the worker analysing the file stopped unexpectedly"}
+    return {"code": "internal", "message": "internal error while analysing the file"}
+
+
+def _lost(job: Job) -> bool:
+    """For a job older than it could be: fail it now if its message is gone (``worker/sweep.py``)."""
+    from worker.sweep import due, hard_limit_seconds, stale_seconds, sweep_app
+
+    config = current_app.config
+    if not due(job, stale_seconds(config), hard_limit_seconds(config)):
+        return False
+    return job.id in sweep_app(current_app._get_current_object(), jobs=[job])  # type: ignore[attr-defined]

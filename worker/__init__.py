@@ -29,5 +29,8 @@ def celery_init_app(app: Flask) -> Celery:
     app.extensions["celery"] = celery_app
     # Register the tasks (the module imports nothing heavy at import time).
     from . import tasks  # noqa: F401
+    from .sweep import sweep_step
 
+    # Every worker fails jobs whose message the broker lost (worker/sweep.py).
+    celery_app.steps["worker"].add(sweep_step(app))
     return celery_app

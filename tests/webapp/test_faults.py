@@ -10,15 +10,18 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 
 import pytest
+import redis
 from conftest import NO_LIMITS, csrf_token
 
 from webapp import create_app
 from webapp.jobs import Job, JobStore, free_bytes, new_id
 from webapp.serve import cookie_warning
+from worker.sweep import LOST_MESSAGE, live_task_ids, sweep_app
 
-LOST_MESSAGE = "the job was lost"
+SWEEP_DB = 11
 
 
 def _post_photo(client, photo):
@@ -89,6 +92,87 @@ def test_failing_a_job_never_replaces_an_outcome(tmp_path):
     assert store.result(other.id)["error_code"] == "lost"
     assert sorted(p.name for p in store.folder(other.id).iterdir()) == ["job.json", "result.json"]
     assert not [p for p in store.folder(other.id).iterdir() if p.name.endswith(".tmp")]
+
+
+# -- jobs the broker lost: the sweeper ---------------------------------------------------------
+
+
+@pytest.fixture
+def sweep_app_(redis_url, tmp_path):
+    """An app on its own Redis database (no worker reads it), with a one-minute stale age."""
+    url = redis_url.rsplit("/", 1)[0] + f"/{SWEEP_DB}"
+    redis.Redis.from_url(url).flushdb()
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path / "var"),
+            "REDIS_URL": url,
+            "STALE_JOB_MINUTES": 1,
+            "TASK_TIME_LIMIT": 60,
+            **NO_LIMITS,
+        }
+    )
+    yield app
+    redis.Redis.from_url(url).flushdb()
+
+
+def _queued_job(app, created: float, started: float | None = None, send: bool = False) -> str:
+    store = JobStore(app.config["DATA_DIR"])
+    job = Job(id=new_id(), source="upload", input="in.jpg", created=created, started=started)
+    (store.create(job) / "in.jpg").write_bytes(b"\xff\xd8\xff")
+    if send:  # a real message in the broker's analysis list, as the web app sends it
+        app.extensions["celery"].tasks["worker.tasks.analyze_job"].apply_async(args=[job.id], task_id=job.id)
+    return job.id
+
+
+def test_a_job_the_broker_lost_is_failed_as_lost_and_live_ones_are_kept(sweep_app_):
+    app = sweep_app_
+    hour_ago = time.time() - 3600
+    lost = _queued_job(app, hour_ago)
+    waiting = _queued_job(app, hour_ago, send=True)  # long in the queue, but its message is there
+    fresh = _queued_job(app, time.time())
+    running = _queued_job(app, hour_ago, started=time.time() - 30)  # a worker may still write it
+    finished = _queued_job(app, hour_ago)
+    JobStore(app.config["DATA_DIR"]).write_result(finished, {"status": "ok"})
+    assert waiting in live_task_ids(redis.Redis.from_url(app.config["REDIS_URL"]))
+
+    assert sweep_app(app) == {lost: "lost"}
+    store = JobStore(app.config["DATA_DIR"])
+    assert store.result(lost)["error"] == LOST_MESSAGE
+    assert sorted(p.name for p in store.folder(lost).iterdir()) == ["job.json", "result.json"]
+    assert all(store.result(j) is None for j in (waiting, fresh, running))
+    assert sweep_app(app) == {}  # nothing twice
+
+
+def test_the_status_view_fails_a_lost_job_it_is_asked_about(sweep_app_):
+    lost = _queued_job(sweep_app_, time.time() - 3600)
+    status = sweep_app_.test_client().get(f"/api/v1/jobs/{lost}").get_json()
+    assert status["state"] == "failed" and status["error"]["code"] == "lost"
+    assert "send the file again" in status["error"]["message"]
+
+
+def test_a_hard_time_limit_shows_as_timeout_and_is_kept_on_disk(sweep_app_):
+    from billiard.exceptions import TimeLimitExceeded
+
+    app = sweep_app_
+    job_id = _queued_job(app, time.time(), started=time.time())
+    app.extensions["celery"].backend.mark_as_failure(job_id, TimeLimitExceeded(90))
+    status = app.test_client().get(f"/api/v1/jobs/{job_id}").get_json()
+    assert status["state"] == "failed" and status["error"]["code"] == "timeout"
+    store = JobStore(app.config["DATA_DIR"])
+    job = store.load(job_id)
+    job.created = job.started = time.time() - 3600
+    store.save(job)
+    assert sweep_app(app) == {job_id: "timeout"}  # recorded on disk, as Redis may forget it
+
+
+def test_a_delivery_after_the_job_was_failed_changes_nothing(app, in_process, webmedia):
+    store = JobStore(app.config["DATA_DIR"])
+    job = Job(id=new_id(), source="upload", input="in.jpg")
+    shutil.copy(webmedia.photo, store.create(job) / job.input)
+    store.fail(job.id, "lost", LOST_MESSAGE)
+    assert in_process.analyze_job(job.id) == {"status": "error"}
+    assert store.result(job.id)["error_code"] == "lost" and store.load(job.id).attempts == 0
 
 
 # -- cookies -----------------------------------------------------------------------------------
