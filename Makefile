@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run quiz-pool vendor scan test test-all lint format bench prepare train export quantize mobile evaluate clean
+.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults prepare train export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -51,6 +51,14 @@ test-all: lint
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# 50 API clients against gunicorn, real workers and a private Redis: latency, throughput, no job lost.
+load: setup
+	$(PY) -m benchmarks.load $(ARGS)
+
+# Killed workers, Redis restarts, a full disk, time limits, with real processes: what each job became.
+faults: setup
+	$(PY) -m benchmarks.faults $(ARGS)
 
 prepare: setup
 	$(PY) -m detector.training.prepare $(SHARED)/faces/dfdc $(SHARED)/faces/gan $(SHARED)/faces/diffusion \

@@ -16,6 +16,7 @@ import pytest
 import redis
 from conftest import NO_LIMITS, csrf_token
 
+from benchmarks import faults
 from webapp import create_app
 from webapp.jobs import Job, JobStore, free_bytes, new_id
 from webapp.serve import cookie_warning
@@ -194,3 +195,60 @@ def test_the_launcher_warns_when_secure_cookies_meet_plain_http_elsewhere():
     assert cookie_warning("127.0.0.1", {}) is None and cookie_warning("localhost", {}) is None
     assert "UNMASK_SECURE_COOKIES=0" in cookie_warning("0.0.0.0", {})
     assert cookie_warning("0.0.0.0", {"UNMASK_SECURE_COOKIES": "0"}) is None
+
+
+# -- with real processes (make faults) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fault_media(tmp_path_factory) -> faults.Media:
+    return faults.make_media(tmp_path_factory.mktemp("fault-media"))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_killed_mid_video_hands_the_job_back_and_it_finishes(tmp_path, fault_media):
+    result = faults.kill_worker(tmp_path, fault_media, kills=1)
+    assert result.ok, result.lines
+    assert result.jobs == {"video": "done"} and result.figures["deliveries"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_video_that_kills_its_worker_twice_fails_with_worker_lost(tmp_path, fault_media):
+    result = faults.kill_worker(tmp_path, fault_media, kills=2)
+    assert result.ok, result.lines
+    assert result.jobs == {"video": "failed: worker_lost"}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_queued_jobs_survive_a_redis_restart_with_an_append_only_file(tmp_path, fault_media):
+    result = faults.redis_restart(tmp_path, fault_media, persistent=True)
+    assert result.ok, result.lines
+    assert set(result.jobs.values()) == {"done"}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_jobs_lost_in_a_redis_restart_without_persistence_fail_as_lost(tmp_path, fault_media):
+    result = faults.redis_restart(tmp_path, fault_media, persistent=False)
+    assert result.ok, result.lines
+    assert result.jobs["photo sent after"] == "done"
+    assert all(v in ("done", "failed: lost") for v in result.jobs.values())
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_short_or_unwritable_disk_gives_clear_errors_with_a_real_worker(tmp_path, fault_media):
+    result = faults.disk(tmp_path, fault_media)
+    assert result.ok, result.lines
+    assert result.jobs == {"door": "503 storage_full", "worker": "failed: storage_full"}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_video_past_the_time_limit_fails_with_timeout(tmp_path, fault_media):
+    result = faults.timeout(tmp_path, fault_media)
+    assert result.ok, result.lines
+    assert result.jobs == {"video": "failed: timeout"}
