@@ -313,19 +313,16 @@ def test_hull_mask_follows_the_landmarks():
 # -- a tiny training run ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_train_then_export_tiny(tmp_path, monkeypatch, prepared):
-    from detector.classifier import Predictor
-    from detector.config import Settings
-    from detector.training import export as export_mod
-    from detector.training import train as train_mod
-
+@pytest.fixture
+def tiny_cache(tmp_path, prepared) -> Path:
+    """The prepared crops with a fixed split: train and val both hold both labels whatever the
+    hash says, and the test split repeats every crop so evaluation has both labels too."""
     _, cache, _, _ = prepared
     rows = _manifest(cache)
-    # a fixed split so that both train and val have both labels whatever the hash says
     for i, row in enumerate(rows):
         row["split"] = "val" if i % 3 == 0 else "train"
     rows[-1]["split"] = "train"
+    rows += [{**row, "split": "test"} for row in rows]
     tiny = tmp_path / "cache"
     tiny.mkdir()
     shutil.copy(cache / "mini.npy", tiny / "mini.npy")
@@ -334,12 +331,27 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, prepared):
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return tiny
+
+
+def _train_tiny(tmp_path: Path, monkeypatch, tiny: Path) -> Path:
+    from detector.training import train as train_mod
+
     monkeypatch.setattr(train_mod, "RUNS", tmp_path / "runs")
     flags = "--size 64 --steps 3 --batch 4 --eval-every 3 --ckpt-every 3 --val-max 8 --warmup 1 --threads 1"
     args = train_mod.build_parser().parse_args(
         ["--run", "smoke", "--cache", str(tiny), *flags.split(), "--workers", "0"]
     )
-    run_dir = train_mod.train(args)
+    return train_mod.train(args)
+
+
+@pytest.mark.slow
+def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
+    from detector.classifier import Predictor
+    from detector.config import Settings
+    from detector.training import export as export_mod
+
+    run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["step"] == 3 and len(summary["history"]) == 1
     model_dir = tmp_path / "model"
@@ -350,3 +362,70 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, prepared):
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     probs, maps = predictor.predict_with_heatmaps(np.zeros((2, 64, 64, 3), dtype=np.uint8))
     assert probs.shape == (2,) and maps.shape == (2, 2, 2)
+
+
+# -- distillation and pruning ------------------------------------------------------------------
+
+
+def test_distillation_loss_is_plain_bce_without_a_teacher_and_blends_with_one():
+    import torch
+    import torch.nn.functional as F
+
+    from detector.training.train import distillation_loss
+
+    logits = torch.tensor([[2.0], [-1.0], [0.5]], requires_grad=True)
+    labels = torch.tensor([[1.0], [0.0], [1.0]])
+    hard = F.binary_cross_entropy_with_logits(logits, labels)
+    assert torch.isclose(distillation_loss(logits, labels, None, 0.25, 2.0), hard)
+    assert torch.isclose(distillation_loss(logits, labels, logits.detach() + 3, 0.0, 2.0), hard)
+    # a student that already matches its teacher gets no push from the soft term
+    soft_only = distillation_loss(logits, labels, logits.detach(), 1.0, 2.0)
+    (grad,) = torch.autograd.grad(soft_only, logits)
+    assert torch.allclose(grad, torch.zeros_like(grad), atol=1e-6)
+    # and one that disagrees is pulled toward it
+    pulled = distillation_loss(logits, labels, torch.full_like(logits, 5.0), 1.0, 2.0)
+    (grad,) = torch.autograd.grad(pulled, logits)
+    assert (grad < 0).all()
+
+
+def test_count_macs_of_a_known_network():
+    import torch.nn as nn
+
+    from detector.training.prune import count_macs
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # 8 x 8x8 outputs x 3*9 = 13,824
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # 512 outputs x 9 = 4,608
+        nn.Flatten(),
+        nn.Linear(512, 2),  # 2 x 512 = 1,024
+    )
+    assert count_macs(net, 8) == 13_824 + 4_608 + 1_024
+
+
+@pytest.mark.slow
+def test_prune_tiny_writes_smaller_models_and_a_table(tmp_path, monkeypatch, tiny_cache):
+    from detector.classifier import Predictor
+    from detector.config import Settings
+    from detector.training import prune as prune_mod
+
+    run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
+    out = tmp_path / "pruned"
+    flags = (
+        "--levels 0.1 --step-ratio 0.05 --max-steps 10 --importance-batches 1 --step-finetune 1 "
+        "--level-finetune 1 --batch 4 --threads 1 --no-videos"
+    )
+    argv = [str(run_dir / "best.pt"), "--out", str(out), "--cache", str(tiny_cache), *flags.split()]
+    assert prune_mod.main(argv) == 0
+    table = json.loads((out / "pruning.json").read_text())
+    assert [r["target"] for r in table] == [0.0, 0.1]
+    base, pruned = table
+    assert pruned["removed"] >= 0.1 and pruned["parameters"] < base["parameters"]
+    assert pruned["macs"] < base["macs"]
+    assert pruned["int8"]["file_mb"] < pruned["fp32"]["file_mb"] <= base["fp32"]["file_mb"]
+    card = json.loads((out / "p10" / "int8" / "card.json").read_text())
+    assert card["pruning"]["target_removed"] == 0.1 and "prune" in card["commands"]
+    predictor = Predictor(out / "p10" / "int8", Settings(model_dir=out / "p10" / "int8"))
+    assert predictor.predict(np.zeros((1, 64, 64, 3), dtype=np.uint8)).shape == (1,)
+    # a rerun finds every level done and only prints the table
+    assert prune_mod.main(argv) == 0
+    assert len(json.loads((out / "pruning.json").read_text())) == 2

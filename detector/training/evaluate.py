@@ -131,7 +131,7 @@ def choose_threshold(model_dir: Path, cache: Path) -> float:
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     rows = [r for r in read_manifest(cache) if r["split"] == "val"]
     labels = np.array([r["label"] for r in rows])
-    cut = youden_threshold(labels, predictor.predict(load_crops(cache, rows)))
+    cut = youden_threshold(labels, predictor.predict(load_crops(cache, rows, predictor.input_size)))
     path = model_dir / "card.json"
     card = json.loads(path.read_text())
     card["threshold"] = round(cut, 3)
@@ -153,7 +153,7 @@ def evaluate(
     rows = [r for r in read_manifest(cache) if r["split"] == split]
     if limit:
         rows = rows[:: max(1, len(rows) // limit)]
-    crops = load_crops(cache, rows)
+    crops = load_crops(cache, rows, predictor.input_size)
     labels = np.array([r["label"] for r in rows])
     src = np.array([r["source"] for r in rows])
     started = time.time()

@@ -21,9 +21,19 @@ from .prepare import CROP_MARGIN
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    """A trained or pruned checkpoint as a model in eval mode, with the checkpoint's metadata.
+
+    A pruned model's layers no longer have the architecture's shapes, so its checkpoint holds
+    torch-pruning's full state (``"pruned": True``), which rebuilds the thinner layers.
+    """
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = create_model(ckpt["arch"], pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    if ckpt.get("pruned"):
+        import torch_pruning as tp
+
+        tp.load_state_dict(model, state_dict=ckpt["model"])
+    else:
+        model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt
 
@@ -131,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
     )
+    if ckpt.get("pruning"):
+        card["pruning"] = ckpt["pruning"]
+        card.setdefault("commands", {})["prune"] = ckpt["pruning"]["command"]
+    else:
+        card.pop("pruning", None)
     card.setdefault("commands", {}).update(
         {
             "prepare": "make prepare",

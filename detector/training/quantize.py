@@ -35,7 +35,7 @@ class CropReader(CalibrationDataReader):
             by_cell.setdefault((r["source"], r["label"]), []).append(r)
         per_cell = max(1, count // len(by_cell))
         picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
-        crops = load_crops(cache, picked)
+        crops = load_crops(cache, picked, predictor.input_size)
         self._batches = [predictor.preprocess(crops[i : i + batch]) for i in range(0, len(crops), batch)]
         self._it = iter(self._batches)
 

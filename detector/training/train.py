@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,14 +44,21 @@ def read_manifest(cache: Path) -> list[dict]:
     return rows
 
 
-def load_crops(cache: Path, rows: list[dict]) -> np.ndarray:
-    """The cached crops for manifest ``rows``, in order, as one uint8 array."""
+def load_crops(cache: Path, rows: list[dict], size: int | None = None) -> np.ndarray:
+    """The cached crops for manifest ``rows``, in order, as one uint8 array.
+
+    With ``size``, crops are resized to it as training resizes them (``CropSet``), so a model
+    with another input size (a Lite2 teacher at 260, a small test model) reads the same cache.
+    """
     arrays: dict[str, np.ndarray] = {}
     out = []
     for r in rows:
         if r["source"] not in arrays:
             arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
-        out.append(np.asarray(arrays[r["source"]][r["row"]]))
+        crop = np.asarray(arrays[r["source"]][r["row"]])
+        if size and crop.shape[0] != size:
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+        out.append(crop)
     return np.stack(out)
 
 
@@ -102,8 +110,6 @@ class CropSet(Dataset):
             image = augment(image, rng)
         image = mask_frame(image, self.frame_mask)
         if image.shape[0] != self.size:
-            import cv2
-
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         return to_tensor(image), torch.tensor([float(label)])
 
@@ -113,6 +119,26 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
     return (x - mean) / std
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """``(1 - alpha) * hard + alpha * T^2 * soft``: plain BCE when there is no teacher.
+
+    The T^2 factor keeps the soft term's gradient on the same scale whatever the temperature,
+    so ``alpha`` alone sets the balance (Hinton et al., 2015).
+    """
+    hard = F.binary_cross_entropy_with_logits(logits, labels)
+    if teacher_logits is None:
+        return hard
+    soft_targets = torch.sigmoid(teacher_logits / temperature)
+    soft = F.binary_cross_entropy_with_logits(logits / temperature, soft_targets) * temperature**2
+    return (1 - alpha) * hard + alpha * soft
 
 
 def balanced_weights(rows: list[dict], sbi_rows: list[dict], sbi_share: float) -> torch.Tensor:
@@ -272,7 +298,7 @@ def train(args: argparse.Namespace) -> Path:
             g["lr"] = lr * warm * (0.02 + 0.98 * cosine)
         x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits, y)
+        teacher_logits = None
         if teacher is not None:
             with torch.no_grad():
                 xt = (
@@ -280,9 +306,8 @@ def train(args: argparse.Namespace) -> Path:
                     if teacher_size == size
                     else F.interpolate(x, size=teacher_size, mode="bilinear", align_corners=False)
                 )
-                soft = torch.sigmoid(teacher(xt) / args.temperature)
-            kd = F.binary_cross_entropy_with_logits(logits / args.temperature, soft) * args.temperature**2
-            loss = (1 - args.alpha) * loss + args.alpha * kd
+                teacher_logits = teacher(xt)
+        loss = distillation_loss(logits, y, teacher_logits, args.alpha, args.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,300 @@
+"""Structured pruning of a trained student, with distillation, into a table of size against accuracy.
+
+    python -m detector.training.prune ~/.cache/unmask/runs/lite0-kd/best.pt --out .cache/pruned
+
+A phone wants fewer parameters (file size, memory) and fewer multiply-adds (speed), and removing
+whole channels buys both on any runtime, where sparse weights buy neither. Channels are removed
+in small global steps, ranked across all layers by first-order Taylor importance measured on
+training crops (``torch-pruning`` keeps residual additions and depthwise convolutions consistent).
+After every step the model is fine-tuned briefly, distilled from the unpruned model it started
+as, so no step has to recover from a large cut. At each level in ``--levels`` (the fraction of
+parameters removed) it gets a longer fine-tune, is saved, exported to ONNX (FP32), quantized to
+INT8 and both files are evaluated exactly as they serve (``evaluate``). The table goes to
+``<out>/pruning.json`` and is printed as markdown; rerunning continues after the last saved level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from . import evaluate as evaluate_mod
+from . import export as export_mod
+from . import quantize as quantize_mod
+from .prepare import DEFAULT_CACHE
+from .train import CropSet, balanced_weights, distillation_loss, read_manifest, select
+
+DEFAULT_LEVELS = (0.2, 0.3, 0.35, 0.4, 0.5)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model: nn.Module, size: int) -> int:
+    """Multiply-accumulates of one forward pass at ``size`` (convolutions and linear layers)."""
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> Iterator[tuple]:
+    """An endless stream of training batches drawn as the student's training drew them."""
+    rows = select(read_manifest(cache), "train", None, set())
+    sbi_share = float(train_args.get("sbi", 0.0))
+    sbi_rows = [r for r in rows if r["label"] == 0] if sbi_share > 0 else []
+    dataset = CropSet(
+        cache, rows, True, size, sbi_rows, seed=seed, frame_mask=float(train_args.get("frame_mask", 0.0))
+    )
+    weights = balanced_weights(rows, sbi_rows, sbi_share)
+    for epoch in itertools.count():
+        sampler = WeightedRandomSampler(
+            weights, num_samples=200 * batch, generator=torch.Generator().manual_seed(seed + epoch)
+        )
+        yield from DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=1, drop_last=True)
+
+
+def finetune(
+    model: nn.Module,
+    teacher: nn.Module,
+    stream: Iterator[tuple],
+    steps: int,
+    lr: float,
+    alpha: float,
+    temperature: float,
+) -> float:
+    """``steps`` of distillation from ``teacher``; returns the mean loss of the last ten."""
+    if steps <= 0:
+        return float("nan")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    losses = []
+    for _ in range(steps):
+        x, y = next(stream)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        loss = distillation_loss(model(x), y, teacher_logits, alpha, temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return float(np.mean(losses[-10:]))
+
+
+def accumulate_taylor(model: nn.Module, stream: Iterator[tuple], count: int) -> None:
+    """Leave the gradient of the hard-label loss over ``count`` batches in ``.grad``: Taylor
+    importance is |weight x gradient|, the first-order change in loss from removing a channel."""
+    model.eval()  # running statistics stay as trained; gradients still flow
+    model.zero_grad(set_to_none=True)
+    for _ in range(count):
+        x, y = next(stream)
+        F.binary_cross_entropy_with_logits(
+            model(x.contiguous(memory_format=torch.channels_last)), y
+        ).backward()
+
+
+def level_name(level: float) -> str:
+    return f"p{round(level * 100):02d}"
+
+
+def save_level(model: nn.Module, ckpt: dict, path: Path, pruning: dict) -> None:
+    import torch_pruning as tp
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {k: ckpt[k] for k in ("arch", "size", "args", "state") if k in ckpt}
+    payload.update({"model": tp.state_dict(model), "pruned": True, "pruning": pruning})
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def export_and_evaluate(
+    ckpt_path: Path, level_dir: Path, cache: Path, videos: Path | None, limit: int = 0
+) -> dict:
+    """FP32 and INT8 files for one level, each evaluated as served; their headline figures."""
+    fp32, int8 = level_dir / "fp32", level_dir / "int8"
+    export_mod.main([str(ckpt_path), "--out", str(fp32)])
+    quantize_mod.main([str(fp32 / "model.onnx"), str(int8 / "model.onnx"), "--cache", str(cache)])
+    row: dict = {}
+    for name, folder in (("fp32", fp32), ("int8", int8)):
+        evaluate_mod.choose_threshold(folder, cache)
+        report = evaluate_mod.evaluate(folder, cache, "test", videos, limit)
+        row[name] = {
+            "auc": report["auc"],
+            "dfdc_auc": report["dfdc_auc"],
+            "auc_jpeg95": report["jpeg_auc"]["95"]["auc"],
+            "auc_jpeg30": report["jpeg_auc"]["30"]["auc"],
+            "file_mb": report["file_mb"],
+            "latency_ms_per_crop_1_thread": report["latency_ms_per_crop_1_thread"],
+            "videos": {v["path"]: v["verdict"] for v in report.get("videos", [])},
+            "videos_correct": report.get("videos_correct"),
+        }
+    return row
+
+
+def markdown(table: list[dict]) -> str:
+    lines = [
+        "| removed (target) | parameters | MMACs | FP32 MB | INT8 MB | AUC FP32 | AUC INT8 "
+        "| AUC INT8 JPEG 95 / 30 | ms/crop FP32 | ms/crop INT8 | videos INT8 |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in table:
+        f, q = r["fp32"], r["int8"]
+        lines.append(
+            f"| {r['removed']:.1%} ({r['target']:.0%}) | {r['parameters']:,} | {r['macs'] / 1e6:.0f} "
+            f"| {f['file_mb']} | {q['file_mb']} | {f['auc']:.4f} | {q['auc']:.4f} "
+            f"| {q['auc_jpeg95']:.4f} / {q['auc_jpeg30']:.4f} | {f['latency_ms_per_crop_1_thread']} "
+            f"| {q['latency_ms_per_crop_1_thread']} | {q['videos_correct']}/7 |"
+        )
+    return "\n".join(lines)
+
+
+def prune(args: argparse.Namespace) -> list[dict]:
+    import torch_pruning as tp
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out, cache = Path(args.out), Path(args.cache)
+    videos = None if args.no_videos else Path(args.videos)
+    model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
+    teacher, _ = export_mod.load_checkpoint(Path(args.teacher or args.checkpoint))
+    teacher.to(memory_format=torch.channels_last)
+    size = ckpt.get("size") or 224
+    base_params, base_macs = count_parameters(model), count_macs(model, size)
+    stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed)
+    table_path = out / "pruning.json"
+    table = json.loads(table_path.read_text()) if table_path.exists() else []
+    done = {r["target"] for r in table}
+    command = "python -m detector.training.prune " + " ".join(args.argv)
+
+    def record(target: float, ckpt_path: Path, level_seconds: float) -> None:
+        row = {
+            "target": target,
+            "removed": round(1 - count_parameters(model) / base_params, 4),
+            "parameters": count_parameters(model),
+            "macs": count_macs(model, size),
+            "base_macs": base_macs,
+            "seconds": round(level_seconds, 1),
+            **export_and_evaluate(ckpt_path, out / level_name(target), cache, videos, args.limit),
+        }
+        table.append(row)
+        table.sort(key=lambda r: r["target"])
+        table_path.write_text(json.dumps(table, indent=2) + "\n")
+        print(markdown([row]).splitlines()[-1], flush=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    if 0.0 not in done:
+        record(0.0, Path(args.checkpoint), 0.0)
+    levels = sorted(float(v) for v in args.levels.split(","))
+    resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
+    if resume:
+        model, _ = export_mod.load_checkpoint(out / level_name(resume[-1]) / "model.pt")
+    model.to(memory_format=torch.channels_last)
+
+    pruner = tp.pruner.MetaPruner(
+        model,
+        torch.zeros(1, 3, size, size),
+        importance=tp.importance.GroupTaylorImportance(),
+        global_pruning=True,
+        pruning_ratio=args.step_ratio * args.max_steps,
+        iterative_steps=args.max_steps,
+        max_pruning_ratio=0.9,
+        ignored_layers=[model._fc],
+    )
+    step = 0
+    for target in levels:
+        if target in done:
+            continue
+        started = time.time()
+        while 1 - count_parameters(model) / base_params < target:
+            if step >= args.max_steps:
+                raise SystemExit(f"{args.max_steps} pruning steps did not remove {target:.0%} of parameters")
+            accumulate_taylor(model, stream, args.importance_batches)
+            pruner.step()
+            step += 1
+            loss = finetune(model, teacher, stream, args.step_finetune, args.lr, args.alpha, args.temperature)
+            print(
+                f"step {step}: {1 - count_parameters(model) / base_params:.1%} of parameters removed, "
+                f"loss {loss:.4f}",
+                flush=True,
+            )
+        finetune(model, teacher, stream, args.level_finetune, args.lr, args.alpha, args.temperature)
+        pruning = {
+            "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative",
+            "target_removed": target,
+            "teacher": str(args.teacher or args.checkpoint).replace(str(Path.home()), "~"),
+            "command": command,
+        }
+        ckpt_path = out / level_name(target) / "model.pt"
+        save_level(model, ckpt, ckpt_path, pruning)
+        record(target, ckpt_path, time.time() - started)
+    print(markdown(table))
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="the trained student (train.py's best.pt)")
+    ap.add_argument("--out", default=".cache/pruned")
+    ap.add_argument("--cache", default=str(DEFAULT_CACHE))
+    ap.add_argument(
+        "--teacher", default="", help="distil from this checkpoint (default: the unpruned student)"
+    )
+    ap.add_argument("--levels", default=",".join(str(v) for v in DEFAULT_LEVELS))
+    ap.add_argument("--step-ratio", type=float, default=0.01, help="share of channels removed per step")
+    ap.add_argument("--max-steps", type=int, default=80)
+    ap.add_argument("--importance-batches", type=int, default=4)
+    ap.add_argument("--step-finetune", type=int, default=20, help="fine-tune steps after each pruning step")
+    ap.add_argument("--level-finetune", type=int, default=150, help="fine-tune steps when a level is reached")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--videos", default=str(evaluate_mod.VIDEOS))
+    ap.add_argument("--no-videos", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on about N test crops (quick checks)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = [a.replace(str(Path.home()), "~") for a in argv]
+    prune(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
