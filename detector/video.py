@@ -7,7 +7,10 @@ here so that face detection, the crops and the annotated output all see what a v
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +183,74 @@ def iter_frames(
         raise CorruptMedia("the video contains no decodable frame")
     if info.frames and decoded < 0.5 * info.frames:
         raise CorruptMedia(f"the video is truncated: only {decoded} of {info.frames} frames could be decoded")
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def decode_ahead(
+    frames: Iterator[Frame], depth: int = 3, keep: Callable[[Frame], bool] | None = None
+) -> Iterator[Frame]:
+    """``frames`` decoded (and made RGB) in a background thread, at most ``depth`` ahead.
+
+    PyAV and swscale release the GIL, so decoding the next frames overlaps whatever the caller
+    does with this one. ``keep`` (called in that thread, in order) drops frames before their
+    RGB conversion. An error raised while decoding (``CorruptMedia``, ``MediaTooLarge``) is
+    raised here, as itself, at the point in the sequence where it happened. Closing this
+    generator (``contextlib.closing``, or leaving a ``for`` loop by an exception) stops the thread
+    and closes ``frames`` before returning, so no thread outlives the call that started it.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if stop.is_set():
+                    return
+                if keep is not None and not keep(frame):
+                    continue
+                _ = frame.image  # the RGB conversion, here rather than in the caller's thread
+                put(frame)
+            put(_END)
+        except BaseException as exc:  # handed to the caller, who raises it
+            put(_Failed(exc))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="unmask-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a pending put, then wait for the thread to end
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            worker.join(timeout=0.01)
 
 
 def sample_times(info: VideoInfo, count: int) -> list[float]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLarge, MediaTooLong, UnsupportedMedia
 from detector.tracking import FaceTracker
-from detector.video import iter_frames, probe_video, sample_frames, sample_times
+from detector.video import decode_ahead, iter_frames, probe_video, sample_frames, sample_times
 
 SETTINGS = Settings()
 FPS = 15
@@ -66,6 +69,71 @@ def test_every_frame_decoded_in_order(tmp_path, make_clip):
     times = [f.time for f in frames]
     assert times[0] == pytest.approx(0.0, abs=1e-3)
     assert np.diff(times) == pytest.approx(np.full(FPS - 1, 1 / FPS), abs=1e-3)
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("unmask-")]
+
+
+def test_decode_ahead_gives_the_same_frames_in_order(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0, draw=_brightness_is_index)
+    serial = [(f.index, f.time, f.image) for f in iter_frames(clip, settings=SETTINGS)]
+    ahead = [(f.index, f.time, f.image) for f in decode_ahead(iter_frames(clip, settings=SETTINGS), depth=2)]
+    assert [(i, t) for i, t, _ in ahead] == [(i, t) for i, t, _ in serial]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(ahead, serial, strict=True))
+    assert not _pipeline_threads()
+
+
+def test_decode_ahead_keep_drops_frames_in_the_thread(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0, draw=_brightness_is_index)
+    callers: set[str] = set()
+
+    def even(frame) -> bool:
+        callers.add(threading.current_thread().name)
+        return frame.index % 2 == 0
+
+    frames = list(decode_ahead(iter_frames(clip, settings=SETTINGS), keep=even))
+    assert [f.index for f in frames] == list(range(0, FPS, 2))
+    assert [_frame_number(f.image) for f in frames] == list(range(0, FPS, 2))
+    assert callers == {"unmask-decode"}
+
+
+def _noise(frame: np.ndarray, index: int) -> None:
+    """Pixels H.264 cannot squeeze: every frame takes about the same share of the file."""
+    frame[:] = np.random.default_rng(index).integers(0, 256, frame.shape, dtype=np.uint8)
+
+
+def test_decode_ahead_raises_the_decoding_error_and_stops(tmp_path, make_clip, media):
+    clip = make_clip(tmp_path / "cut.mp4", fps=FPS, seconds=2.0, faststart=True, draw=_noise)
+    media.truncate(clip, 0.3)
+    info = probe_video(clip, SETTINGS)  # the header is whole: the damage shows while decoding
+    seen = []
+    with pytest.raises(CorruptMedia, match="truncated"):
+        for frame in decode_ahead(iter_frames(clip, info, SETTINGS)):
+            seen.append(frame.index)
+    assert seen == list(range(len(seen))) and 0 < len(seen) < info.frames
+    assert not _pipeline_threads()
+
+
+def test_decode_ahead_raises_a_limit_met_half_way(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0)
+    info = probe_video(clip, SETTINGS)
+    seen = []
+    with pytest.raises(MediaTooLarge, match="more than 5 frames"):
+        for frame in decode_ahead(iter_frames(clip, info, Settings(max_video_frames=5))):
+            seen.append(frame.index)
+    assert seen == list(range(5))
+    assert not _pipeline_threads()
+
+
+def test_decode_ahead_stops_when_the_caller_stops(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "long.mp4", fps=FPS, seconds=3.0)
+    frames = decode_ahead(iter_frames(clip, settings=SETTINGS), depth=1)
+    with pytest.raises(RuntimeError, match="caller"), contextlib.closing(frames):
+        for frame in frames:
+            if frame.index == 2:
+                raise RuntimeError("the caller failed")
+    assert not _pipeline_threads()
 
 
 @pytest.mark.parametrize(
