@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -59,23 +61,87 @@ def test_draw_labels_keeps_the_label_inside_the_frame():
     assert (out[61:90, :60] == RED).all(axis=-1).any()
 
 
-def test_annotated_video_writer_evens_odd_sizes(tmp_path):
+def test_draw_labels_in_place():
+    image = np.full((240, 320, 3), 30, dtype=np.uint8)
+    out = draw_labels(image, [Label(BOX, 0.9, threshold=0.5)], copy=False)
+    assert out is image and tuple(image[BOX[1] + BOX[3] // 2, BOX[0]]) == RED
+
+
+def _encoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "unmask-encode"]
+
+
+def _ramp(i: int, size: tuple[int, int] = (241, 321)) -> np.ndarray:
+    """A moving colour ramp: enough detail that a frame out of place would show."""
+    h, w = size
+    xs = (np.arange(w)[None, :] * 255 // w + 12 * i) % 256
+    ys = np.arange(h)[:, None] * 255 // h
+    return np.stack(np.broadcast_arrays(xs, ys, 255 - xs), axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("queue_depth", [0, 2], ids=["inline", "encoding-thread"])
+def test_annotated_video_writer_evens_odd_sizes(tmp_path, queue_depth):
     path = tmp_path / "odd.mp4"
-    with AnnotatedVideoWriter(path, 321, 241, 12.0) as writer:
+    with AnnotatedVideoWriter(path, 321, 241, 12.0, queue_depth=queue_depth) as writer:
         for i in range(5):
-            writer.write(np.full((241, 321, 3), 40 * i, dtype=np.uint8))
+            writer.write(_ramp(i))
     facts, frames = _decode(path)
     assert facts["size"] == (320, 240)
     assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
     assert len(frames) == 5
+    for i, frame in enumerate(frames):  # each frame in its place, colours kept (BT.601 range)
+        assert np.abs(frame.astype(int) - _ramp(i)[:240, :320]).mean() < 4
+    assert not _encoder_threads()
 
 
-def test_annotated_video_writer_removes_the_file_on_failure(tmp_path):
+@pytest.mark.parametrize(
+    ("preset", "params", "profile"),
+    [("ultrafast", "cabac=1:deblock=0,0:bframes=1", "Main"), ("veryfast", "", "High")],
+    ids=["default", "veryfast"],
+)
+def test_annotated_video_writer_encoder_settings(tmp_path, preset, params, profile):
+    path = tmp_path / f"{preset}.mp4"
+    with AnnotatedVideoWriter(path, 320, 240, 25.0, preset=preset, x264_params=params) as writer:
+        for i in range(12):
+            writer.write(_ramp(i, (240, 320)))
+    facts, frames = _decode(path)
+    assert (facts["codec"], facts["pix_fmt"], len(frames)) == ("h264", "yuv420p", 12)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.profile == profile
+
+
+@pytest.mark.parametrize("queue_depth", [0, 2], ids=["inline", "encoding-thread"])
+def test_annotated_video_writer_removes_the_file_on_failure(tmp_path, queue_depth):
     path = tmp_path / "broken.mp4"
-    with pytest.raises(RuntimeError), AnnotatedVideoWriter(path, 64, 64, 10.0) as writer:
+    with (
+        pytest.raises(RuntimeError),
+        AnnotatedVideoWriter(path, 64, 64, 10.0, queue_depth=queue_depth) as writer,
+    ):
         writer.write(np.zeros((64, 64, 3), dtype=np.uint8))
         raise RuntimeError("analysis failed half way")
     assert not path.exists()
+    assert not _encoder_threads()
+
+
+def test_encoding_thread_error_is_raised_by_the_writer(tmp_path):
+    path = tmp_path / "bad.mp4"
+    writer = AnnotatedVideoWriter(path, 64, 64, 10.0, queue_depth=2)
+    with pytest.raises(cv2.error), writer:  # the encoding thread's own error, not a stand-in
+        writer.write(np.zeros((64, 64, 3), dtype=np.float32))  # not 8-bit: cannot convert
+        for _ in range(50):
+            writer.write(np.zeros((64, 64, 3), dtype=np.uint8))
+    assert not path.exists()
+    assert not _encoder_threads()
+
+
+def test_encoding_thread_error_is_raised_by_close(tmp_path):
+    path = tmp_path / "bad.mp4"
+    writer = AnnotatedVideoWriter(path, 64, 64, 10.0, queue_depth=4)
+    writer.write(np.zeros((64, 64, 3), dtype=np.float32))
+    with pytest.raises(cv2.error):
+        writer.close()
+    assert not path.exists()
+    assert not _encoder_threads()
 
 
 @pytest.mark.parametrize(
