@@ -7,6 +7,7 @@ accounted for, that verdicts follow the threshold rule, and that the JSON keeps 
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from detector.analyze import Analyzer
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLong, UnsupportedMedia
 from detector.results import AnalysisResult, FaceResult, verdict_for
+from detector.video import iter_frames, probe_video
 
 IMAGE_KEYS = {"path", "kind", "status", "verdict", "fake_probability", "faces"}
 VIDEO_KEYS = IMAGE_KEYS | {"frames_analyzed"}
@@ -176,6 +178,67 @@ def test_video_without_faces_is_no_face(analyzer, tmp_path, make_clip):
     assert result.status == "no_face" and result.verdict is None and result.tracks == []
     assert result.message
     _check_contract(result)
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("unmask-")]
+
+
+@pytest.mark.parametrize("annotate", [False, True], ids=["analysis", "annotated"])
+def test_every_frame_pipeline_matches_a_serial_loop(analyzer, tmp_path, make_clip, face_image, annotate):
+    """Decoding, analysis and encoding overlap in threads; each frame's result is still its own."""
+    clip = make_clip(tmp_path / "two.mp4", [face_image(0), face_image(2)], size=(480, 240), seconds=1.0)
+    out = tmp_path / "out" if annotate else None
+    result = analyzer.analyze(clip, annotate_dir=out, every_frame=True)
+    serial = []
+    for frame in iter_frames(clip, probe_video(clip, analyzer.settings), analyzer.settings):
+        scores = analyzer.score_faces(frame.image, analyzer.detector.detect(frame.image))
+        serial.append((frame.index, frame.time, max(f.fake_probability for f in scores)))
+    assert [(s.index, s.time, s.fake_probability) for s in result.timeline] == serial
+    assert result.frames_analyzed == 15 and len(result.tracks) == 2
+    assert not _pipeline_threads()
+
+
+def _noise(frame: np.ndarray, index: int) -> None:
+    frame[:] = np.random.default_rng(index).integers(0, 256, frame.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("every_frame", [False, True], ids=["sampled", "every-frame"])
+def test_decoding_error_in_the_pipeline_is_raised_as_itself(
+    analyzer, tmp_path, make_clip, media, every_frame
+):
+    clip = make_clip(tmp_path / "cut.mp4", seconds=2.0, faststart=True, draw=_noise)
+    media.truncate(clip, 0.3)  # the header is whole: decoding stops part way
+    with pytest.raises(CorruptMedia, match="truncated"):
+        analyzer.analyze(clip, annotate_dir=tmp_path / "out", every_frame=every_frame)
+    assert not list((tmp_path / "out").glob("*.mp4")), "no half-written annotated video is left"
+    assert not _pipeline_threads()
+
+
+@pytest.mark.parametrize(
+    ("every_frame", "stage", "past"),
+    [(False, "faces", 0.3), (False, "encoding", 0.7), (True, "faces", 0.5)],
+    ids=["sampled-first-pass", "sampled-rendering", "every-frame"],
+)
+def test_failure_in_the_caller_stops_the_pipeline(
+    analyzer, tmp_path, make_clip, face_image, every_frame, stage, past
+):
+    """A progress callback that raises (a revoked job, a time limit) ends every thread."""
+    clip = make_clip(tmp_path / "talk.mp4", [face_image(0)], seconds=2.0, audio=True)
+
+    def progress(at: str, fraction: float) -> None:
+        if at == stage and fraction > past:
+            raise KeyboardInterrupt(f"stopped during {at}")
+
+    with pytest.raises(KeyboardInterrupt, match=stage):
+        analyzer.analyze(clip, annotate_dir=tmp_path / "out", every_frame=every_frame, progress=progress)
+    assert not list((tmp_path / "out").glob("*.mp4")), "no half-written annotated video is left"
+    assert not _pipeline_threads()
+
+
+def test_analyzer_gives_the_model_one_thread_unless_told(model_dir):
+    assert Analyzer(Settings(model_dir=model_dir)).predictor.settings.threads == 1
+    assert Analyzer(Settings(model_dir=model_dir, threads=2)).predictor.settings.threads == 2
 
 
 @pytest.mark.parametrize(
