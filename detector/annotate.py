@@ -18,6 +18,8 @@ import av
 import cv2
 import numpy as np
 
+from .video import plane_view
+
 GREEN = (40, 200, 70)
 RED = (230, 40, 40)
 GREY = (160, 160, 160)
@@ -51,31 +53,103 @@ def _style(label: Label) -> tuple[tuple[int, int, int], str]:
     return GREEN, f"REAL {p:.2f}"
 
 
+@dataclass(frozen=True)
+class _Look:
+    """Where and how one label is drawn on a picture of a given size."""
+
+    color: tuple[int, int, int]
+    text: str
+    thick: int
+    font_scale: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the face box
+    tag: tuple[int, int, int, int]  # x0, y0, x1, y1 of the filled rectangle behind the text
+    origin: tuple[int, int]  # text baseline start
+
+
+def _look(label: Label, h: int, w: int) -> _Look:
+    thick = max(2, round(min(h, w) / 300))
+    font_scale = max(0.45, min(h, w) / 900)
+    color, text = _style(label)
+    x, y, bw, bh = label.box
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thick - 1))
+    ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
+    return _Look(
+        color,
+        text,
+        thick,
+        font_scale,
+        (x, y, x + bw, y + bh),
+        (x, ty - th - base, x + tw + 6, ty + base - 2),
+        (x + 3, ty - 2),
+    )
+
+
+def _draw(out: np.ndarray, look: _Look, dx: int = 0, dy: int = 0) -> None:
+    """Draw ``look`` on ``out``, a window whose top-left corner is (dx, dy) in the picture."""
+    bx0, by0, bx1, by1 = look.box
+    tx0, ty0, tx1, ty1 = look.tag
+    cv2.rectangle(out, (bx0 - dx, by0 - dy), (bx1 - dx, by1 - dy), look.color, look.thick)
+    cv2.rectangle(out, (tx0 - dx, ty0 - dy), (tx1 - dx, ty1 - dy), look.color, -1)
+    cv2.putText(
+        out,
+        look.text,
+        (look.origin[0] - dx, look.origin[1] - dy),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        look.font_scale,
+        (255, 255, 255),
+        max(1, look.thick - 1),
+        cv2.LINE_AA,
+    )
+
+
 def draw_labels(image: np.ndarray, labels: list[Label], copy: bool = True) -> np.ndarray:
     """``image`` (RGB) with each face boxed and scored: on a copy, or on ``image`` itself when
     ``copy`` is false (a decoded video frame nobody else reads)."""
     out = image.copy() if copy else image
     h, w = out.shape[:2]
-    thick = max(2, round(min(h, w) / 300))
-    font_scale = max(0.45, min(h, w) / 900)
     for label in labels:
-        color, text = _style(label)
-        x, y, bw, bh = label.box
-        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thick - 1))
-        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
-        cv2.rectangle(out, (x, ty - th - base), (x + tw + 6, ty + base - 2), color, -1)
-        cv2.putText(
-            out,
-            text,
-            (x + 3, ty - 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            (255, 255, 255),
-            max(1, thick - 1),
-            cv2.LINE_AA,
-        )
+        _draw(out, _look(label, h, w))
     return out
+
+
+def draw_labels_yuv420(frame: av.VideoFrame, labels: list[Label]) -> av.VideoFrame:
+    """Draw on a yuv420p frame's own planes what ``draw_labels`` draws on a picture.
+
+    Each label is drawn in RGB on a copy of the few pixels around it, and only the pixels it
+    changed go back (chroma where any of its four pixels changed): the rest of the frame is
+    never converted, so the annotated video keeps the source's colours untouched around the
+    boxes and no full-size RGB picture is made. The frame must be even-sized and writable.
+    """
+    h, w = frame.height, frame.width
+    y, u, v = (plane_view(p) for p in frame.planes[:3])
+    for label in labels:
+        look = _look(label, h, w)
+        pad = look.thick + 3
+        xs = (look.box[0], look.box[2], look.tag[0], look.tag[2])
+        ys = (look.box[1], look.box[3], look.tag[1], look.tag[3])
+        x0, x1 = max(0, min(xs) - pad) & ~1, min(w, max(xs) + pad + 1)
+        y0, y1 = max(0, min(ys) - pad) & ~1, min(h, max(ys) + pad + 1)
+        x1, y1 = min(w, x1 + x1 % 2), min(h, y1 + y1 % 2)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        rh, rw = y1 - y0, x1 - x0
+        ry, ru, rv = (
+            y[y0:y1, x0:x1],
+            u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+            v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+        )
+        i420 = np.concatenate([ry.ravel(), ru.ravel(), rv.ravel()]).reshape(rh * 3 // 2, rw)
+        before = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+        after = before.copy()
+        _draw(after, look, x0, y0)
+        changed = (after != before).any(axis=2)
+        back = cv2.cvtColor(after, cv2.COLOR_RGB2YUV_I420).ravel()
+        quarter = rh * rw // 4
+        ry[changed] = back[: rh * rw].reshape(rh, rw)[changed]
+        blocks = changed.reshape(rh // 2, 2, rw // 2, 2).any(axis=(1, 3))
+        ru[blocks] = back[rh * rw : rh * rw + quarter].reshape(rh // 2, rw // 2)[blocks]
+        rv[blocks] = back[rh * rw + quarter :].reshape(rh // 2, rw // 2)[blocks]
+    return frame
 
 
 def save_image(image: np.ndarray, path: Path) -> Path:
@@ -153,8 +227,9 @@ class AnnotatedVideoWriter:
             self._audio_out = self._out.add_stream("aac", rate=rate)
             self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
 
-    def write(self, image: np.ndarray) -> None:
-        """Add one RGB frame (cropped to the even size)."""
+    def write(self, image: np.ndarray | av.VideoFrame) -> None:
+        """Add one frame: an RGB picture (cropped to the even size), or a yuv420p ``VideoFrame``
+        of exactly the writer's size, which is encoded as it is."""
         if self._thread is None:
             self._encode(image)
             return
@@ -162,13 +237,22 @@ class AnnotatedVideoWriter:
             raise self._failure
         self._pending.put(image)
 
-    def _encode(self, image: np.ndarray) -> None:
-        if image.shape[1] != self.width or image.shape[0] != self.height:
-            image = image[: self.height, : self.width]
-        # OpenCV's BT.601 limited-range conversion: what swscale would do, in a tenth of the time
-        yuv = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    def _encode(self, image: np.ndarray | av.VideoFrame) -> None:
+        if isinstance(image, av.VideoFrame):
+            if (image.format.name, image.width, image.height) != ("yuv420p", self.width, self.height):
+                raise ValueError(
+                    f"expected a {self.width}x{self.height} yuv420p frame, "
+                    f"got {image.width}x{image.height} {image.format.name}"
+                )
+            frame = image
+        else:
+            if image.shape[1] != self.width or image.shape[0] != self.height:
+                image = image[: self.height, : self.width]
+            # OpenCV's BT.601 limited-range conversion: what swscale would do, in a tenth of the time
+            yuv = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = self._frames
+        frame.time_base = self._video.codec_context.time_base
         self._frames += 1
         for packet in self._video.encode(frame):
             self._out.mux(packet)

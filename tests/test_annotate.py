@@ -10,7 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.annotate import GREEN, GREY, RED, AnnotatedVideoWriter, Label, draw_labels, heatmap_overlay
+from detector.annotate import (
+    GREEN,
+    GREY,
+    RED,
+    AnnotatedVideoWriter,
+    Label,
+    draw_labels,
+    draw_labels_yuv420,
+    heatmap_overlay,
+)
 from detector.media import load_image
 
 BOX = (60, 50, 100, 90)
@@ -65,6 +74,54 @@ def test_draw_labels_in_place():
     image = np.full((240, 320, 3), 30, dtype=np.uint8)
     out = draw_labels(image, [Label(BOX, 0.9, threshold=0.5)], copy=False)
     assert out is image and tuple(image[BOX[1] + BOX[3] // 2, BOX[0]]) == RED
+
+
+def _yuv_frame(image: np.ndarray) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+
+
+LABELS = [
+    Label(BOX, 0.9, 0.5),
+    Label((0, 0, 50, 40), 0.1, 0.5),  # label goes below, box touches the corner
+    Label((270, 200, 50, 40), None, 0.5, too_small=True),  # runs to the bottom-right edge
+]
+
+
+def test_draw_labels_yuv420_draws_what_draw_labels_draws(face_image, media):
+    picture = media.paste_faces((320, 240), [face_image(0)])
+    frame = _yuv_frame(picture)
+    before = frame.to_ndarray().copy()
+    out = draw_labels_yuv420(frame, LABELS)
+    assert out is frame
+    expected = _rgb(_yuv_frame(draw_labels(picture, LABELS)))
+    got = _rgb(frame)
+    assert np.abs(got.astype(int) - expected).mean() < 1.0
+    for label, colour in zip(LABELS, (RED, GREEN, GREY), strict=True):
+        x, y, _, h = label.box
+        edge = got[y + h // 2, min(x + 1, 319)]
+        assert np.abs(edge.astype(int) - colour).max() <= 30, (label, edge)
+    # far from every label the frame is untouched, byte for byte
+    luma = frame.to_ndarray()[:240]
+    assert np.array_equal(luma[120:180, 180:260], before[:240][120:180, 180:260])
+
+
+def test_writer_takes_yuv420p_frames_of_its_size(tmp_path):
+    path = tmp_path / "yuv.mp4"
+    with AnnotatedVideoWriter(path, 320, 240, 12.0, queue_depth=2) as writer:
+        for i in range(4):
+            writer.write(_yuv_frame(_ramp(i, (240, 320))))
+    facts, frames = _decode(path)
+    assert (facts["codec"], facts["pix_fmt"], len(frames)) == ("h264", "yuv420p", 4)
+    with (
+        pytest.raises(ValueError, match="320x240 yuv420p"),
+        AnnotatedVideoWriter(tmp_path / "bad.mp4", 320, 240, 12.0) as writer,
+    ):
+        writer.write(_yuv_frame(_ramp(0, (120, 160))))
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def _encoder_threads() -> list[str]:

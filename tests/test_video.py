@@ -75,6 +75,12 @@ def _pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("unmask-")]
 
 
+def test_decode_ahead_gives_yuv420p_frames(tmp_path, make_clip):
+    clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0, draw=_brightness_is_index)
+    frames = list(decode_ahead(iter_frames(clip, settings=SETTINGS), yuv420p=True))
+    assert [_frame_number(_yuv_to_rgb(f.yuv420p())) for f in frames] == list(range(FPS))
+
+
 def test_decode_ahead_gives_the_same_frames_in_order(tmp_path, make_clip):
     clip = make_clip(tmp_path / "count.mp4", fps=FPS, seconds=1.0, draw=_brightness_is_index)
     serial = [(f.index, f.time, f.image) for f in iter_frames(clip, settings=SETTINGS)]
@@ -82,6 +88,48 @@ def test_decode_ahead_gives_the_same_frames_in_order(tmp_path, make_clip):
     assert [(i, t) for i, t, _ in ahead] == [(i, t) for i, t, _ in serial]
     assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(ahead, serial, strict=True))
     assert not _pipeline_threads()
+
+
+def _yuv_to_rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+@pytest.mark.parametrize(
+    ("rotation", "shape", "corner"), [(0, (240, 320, 3), "top-left"), (90, (320, 240, 3), "bottom-left")]
+)
+def test_yuv420p_frames_are_upright(tmp_path, make_clip, rotation, shape, corner):
+    clip = make_clip(tmp_path / "phone.mp4", seconds=0.4, rotation=rotation, draw=_mark_top_left)
+    for frame in iter_frames(clip, settings=SETTINGS, threads=1):
+        yuv = frame.yuv420p()
+        assert (yuv.format.name, yuv.height, yuv.width) == ("yuv420p", *shape[:2])
+        assert _red_corner(_yuv_to_rgb(yuv)) == corner
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "size", "even"),
+    [("yuv420p", (322, 242), (322, 242)), ("yuv444p", (321, 241), (320, 240))],  # x264 420 needs even
+)
+def test_yuv420p_frames_are_even_and_close_to_rgb(tmp_path, make_clip, pix_fmt, size, even):
+    clip = make_clip(
+        tmp_path / "clip.mp4", size=size, pix_fmt=pix_fmt, seconds=0.4, draw=_brightness_is_index
+    )
+    rgb = [f.image for f in iter_frames(clip, settings=SETTINGS)]
+    w, h = even
+    for frame, picture in zip(iter_frames(clip, settings=SETTINGS), rgb, strict=True):
+        yuv = frame.yuv420p()
+        assert (yuv.width, yuv.height) == (w, h)
+        assert np.abs(_yuv_to_rgb(yuv).astype(int) - picture[:h, :w]).mean() < 2
+        with pytest.raises(RuntimeError, match="handed over"):
+            _ = frame.image
+
+
+def test_drawing_on_yuv420p_frames_leaves_the_decoder_alone(tmp_path, make_clip, face_image):
+    """Later frames are predicted from earlier ones: drawing must never reach the decoder's buffers."""
+    clip = make_clip(tmp_path / "talk.mp4", [face_image(0)], seconds=1.0)
+    clean = [f.yuv420p().to_ndarray() for f in iter_frames(clip, settings=SETTINGS)]
+    for frame, expected in zip(iter_frames(clip, settings=SETTINGS), clean, strict=True):
+        assert np.array_equal(frame.yuv420p().to_ndarray(), expected)
+        frame.yuv420p().planes[0].update(bytes(frame.yuv420p().planes[0].buffer_size))  # black luma
 
 
 def test_decode_ahead_keep_drops_frames_in_the_thread(tmp_path, make_clip):
