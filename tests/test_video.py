@@ -10,7 +10,8 @@ import pytest
 
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLarge, MediaTooLong, UnsupportedMedia
-from detector.tracking import FaceTracker
+from detector.faces import _iou, create_detector
+from detector.tracking import FaceFollower, FaceTracker
 from detector.video import decode_ahead, iter_frames, probe_video, sample_frames, sample_times
 
 SETTINGS = Settings()
@@ -316,3 +317,38 @@ def test_tracker_opens_a_new_track_after_a_long_gap():
     again = tracker.update(5.0, [(50, 50, 80, 80)])
     assert first != again
     assert tracker.get(first[0]).hits == 1
+
+
+@pytest.fixture(scope="module")
+def blazeface():
+    return create_detector("blazeface")
+
+
+def _best_iou(box, boxes) -> float:
+    return max((_iou(box, b) for b in boxes), default=0.0)
+
+
+def test_follower_finds_the_faces_the_detector_finds(blazeface, media, face_image):
+    frames = [media.paste_faces((640, 360), [face_image(0), face_image(2)], shift=3 * i) for i in range(12)]
+    follower = FaceFollower(blazeface, every=5)
+    for image in frames:
+        followed, full = follower.detect(image), blazeface.detect(image)
+        assert len(followed) == len(full) == 2
+        assert all(_best_iou(f.box, [g.box for g in full]) > 0.5 for f in followed)
+        assert followed[0].box[2] * followed[0].box[3] >= followed[1].box[2] * followed[1].box[3]
+    assert follower.key_frames == 3  # frames 0, 5 and 10
+
+
+def test_follower_finds_a_new_face_at_the_next_key_frame(blazeface, media, face_image):
+    one = media.paste_faces((640, 360), [face_image(0), np.full((200, 200, 3), 90, np.uint8)])
+    two = media.paste_faces((640, 360), [face_image(0), face_image(2)])
+    follower = FaceFollower(blazeface, every=4)
+    counts = [len(follower.detect(image)) for image in [one] * 5 + [two] * 4]
+    assert counts == [1, 1, 1, 1, 1, 1, 1, 1, 2]  # the second face arrives at frame 5, seen at 8
+
+
+def test_follower_looks_at_the_whole_frame_when_a_face_is_lost(blazeface, media, face_image):
+    face, empty = media.paste_faces((640, 360), [face_image(0)]), media.gradient(640, 360)
+    follower = FaceFollower(blazeface, every=10)
+    assert [len(follower.detect(image)) for image in [face, face, empty, face]] == [1, 1, 0, 1]
+    assert follower.key_frames == 3  # the first frame, the lost face, the face back
