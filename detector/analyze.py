@@ -24,7 +24,7 @@ from .config import Settings, get_settings
 from .faces import Face, FaceDetector, create_detector, crop_face
 from .media import detect_type, load_image
 from .results import AnalysisResult, FaceResult, FrameScore, TrackResult, verdict_for
-from .tracking import FaceTracker
+from .tracking import FaceFollower, FaceTracker
 from .video import SampleClock, VideoInfo, decode_ahead, iter_frames, probe_video
 
 Progress = Callable[[str, float], None]
@@ -64,6 +64,7 @@ class Analyzer:
         detector: str | FaceDetector | None = None,
         predictor: Predictor | None = None,
         keep_evidence: bool = False,
+        follow_faces: bool = True,
     ) -> None:
         """``keep_evidence`` keeps each scored face's crop and class activation map on the
         results (for a results page); the heatmap comes from the same forward pass.
@@ -82,6 +83,7 @@ class Analyzer:
             )
         self.detector = detector
         self.keep_evidence = keep_evidence
+        self.follow_faces = follow_faces
 
     @property
     def threshold(self) -> float:
@@ -258,12 +260,17 @@ class Analyzer:
         keep = (lambda frame: clock.take(frame.time)) if only_sampled else None
         # Decoding alone keeps a core busy only when little else runs: then FFmpeg's own threads.
         decoded = iter_frames(path, info, self.settings, threads=0 if only_sampled else 1)
+        # Every frame: faces are followed from frame to frame (the full detector on key frames).
+        # Sampled frames always get the full detector, so their scores never depend on the others.
+        detect = (
+            FaceFollower(self.detector).detect if every_frame and self.follow_faces else self.detector.detect
+        )
         with contextlib.closing(decode_ahead(decoded, DECODE_AHEAD, keep)) as frames:
             for frame in frames:
                 sampled = only_sampled or every_frame or clock.take(frame.time)
                 if not (sampled or annotating):
                     continue
-                faces = self.detector.detect(frame.image)
+                faces = detect(frame.image)
                 ids = tracker.update(frame.time, [f.box for f in faces])
                 if sampled:
                     results = self.score_faces(frame.image, faces)

@@ -17,6 +17,7 @@ from detector.analyze import Analyzer
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLong, UnsupportedMedia
 from detector.results import AnalysisResult, FaceResult, verdict_for
+from detector.tracking import FaceFollower
 from detector.video import iter_frames, probe_video
 
 IMAGE_KEYS = {"path", "kind", "status", "verdict", "fake_probability", "faces"}
@@ -184,15 +185,22 @@ def _pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("unmask-")]
 
 
+@pytest.mark.parametrize("follow", [False, True], ids=["full-detector", "followed"])
 @pytest.mark.parametrize("annotate", [False, True], ids=["analysis", "annotated"])
-def test_every_frame_pipeline_matches_a_serial_loop(analyzer, tmp_path, make_clip, face_image, annotate):
+def test_every_frame_pipeline_matches_a_serial_loop(
+    analyzer, tmp_path, make_clip, face_image, annotate, follow
+):
     """Decoding, analysis and encoding overlap in threads; each frame's result is still its own."""
     clip = make_clip(tmp_path / "two.mp4", [face_image(0), face_image(2)], size=(480, 240), seconds=1.0)
+    threaded = Analyzer(
+        analyzer.settings, detector=analyzer.detector, predictor=analyzer.predictor, follow_faces=follow
+    )
     out = tmp_path / "out" if annotate else None
-    result = analyzer.analyze(clip, annotate_dir=out, every_frame=True)
+    result = threaded.analyze(clip, annotate_dir=out, every_frame=True)
+    detect = FaceFollower(analyzer.detector).detect if follow else analyzer.detector.detect
     serial = []
     for frame in iter_frames(clip, probe_video(clip, analyzer.settings), analyzer.settings):
-        scores = analyzer.score_faces(frame.image, analyzer.detector.detect(frame.image))
+        scores = analyzer.score_faces(frame.image, detect(frame.image))
         serial.append((frame.index, frame.time, max(f.fake_probability for f in scores)))
     assert [(s.index, s.time, s.fake_probability) for s in result.timeline] == serial
     assert result.frames_analyzed == 15 and len(result.tracks) == 2
