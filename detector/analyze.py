@@ -29,11 +29,15 @@ from .video import SampleClock, VideoInfo, decode_ahead, iter_frames, probe_vide
 
 Progress = Callable[[str, float], None]
 
-# Frames decoded ahead of the analysis, and frames waiting for the encoder: enough to smooth
-# out uneven stages (measured: 1 to 3 run as fast), few enough that a 1080p video holds only a
-# handful of extra frames.
-DECODE_AHEAD = 2
-ENCODE_QUEUE = 2
+# Frames decoded ahead of the analysis, and frames waiting for the encoder, in RGB bytes: enough
+# to smooth out uneven stages (measured: queues of 1 to 3 frames run as fast), and at most one
+# frame each from 1080p up, where every frame held costs 6 MB (models/README.md, "Pipeline speed").
+QUEUE_BYTES = 6_000_000
+
+
+def _queue_depth(info: VideoInfo) -> int:
+    """2 frames at 720p, 3 below, 1 from 1080p up."""
+    return max(1, min(3, round(QUEUE_BYTES / max(1, info.width * info.height * 3))))
 
 
 def _no_progress(stage: str, fraction: float) -> None:
@@ -265,7 +269,7 @@ class Analyzer:
         detect = (
             FaceFollower(self.detector).detect if every_frame and self.follow_faces else self.detector.detect
         )
-        with contextlib.closing(decode_ahead(decoded, DECODE_AHEAD, keep)) as frames:
+        with contextlib.closing(decode_ahead(decoded, _queue_depth(info), keep)) as frames:
             for frame in frames:
                 sampled = only_sampled or every_frame or clock.take(frame.time)
                 if not (sampled or annotating):
@@ -325,7 +329,7 @@ class Analyzer:
     def _writer(self, path, info: VideoInfo, target: Path) -> AnnotatedVideoWriter:
         audio = Path(path) if info.has_audio else None
         return AnnotatedVideoWriter(
-            target, info.width, info.height, info.fps, audio_from=audio, queue_depth=ENCODE_QUEUE
+            target, info.width, info.height, info.fps, audio_from=audio, queue_depth=_queue_depth(info)
         )
 
     def _render(
@@ -344,7 +348,7 @@ class Analyzer:
         decoded = iter_frames(path, info, self.settings, threads=1)
         with (
             self._writer(path, info, target) as writer,
-            contextlib.closing(decode_ahead(decoded, DECODE_AHEAD, yuv420p=True)) as frames,
+            contextlib.closing(decode_ahead(decoded, _queue_depth(info), yuv420p=True)) as frames,
         ):
             for frame in frames:
                 labels = []

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.analyze import Analyzer
+from detector.analyze import Analyzer, _queue_depth
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLong, UnsupportedMedia
 from detector.results import AnalysisResult, FaceResult, verdict_for
 from detector.tracking import FaceFollower
-from detector.video import iter_frames, probe_video
+from detector.video import VideoInfo, iter_frames, probe_video
 
 IMAGE_KEYS = {"path", "kind", "status", "verdict", "fake_probability", "faces"}
 VIDEO_KEYS = IMAGE_KEYS | {"frames_analyzed"}
@@ -242,6 +242,13 @@ def test_failure_in_the_caller_stops_the_pipeline(
         analyzer.analyze(clip, annotate_dir=tmp_path / "out", every_frame=every_frame, progress=progress)
     assert not list((tmp_path / "out").glob("*.mp4")), "no half-written annotated video is left"
     assert not _pipeline_threads()
+
+
+@pytest.mark.parametrize(
+    ("size", "depth"), [((320, 240), 3), ((1280, 720), 2), ((1920, 1080), 1), ((3840, 2160), 1)]
+)
+def test_pipeline_queues_hold_fewer_frames_of_bigger_videos(size, depth):
+    assert _queue_depth(VideoInfo(*size, 25.0, 1.0, 25, 0, False, "h264")) == depth
 
 
 def test_analyzer_gives_the_model_one_thread_unless_told(model_dir):
