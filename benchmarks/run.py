@@ -1,9 +1,10 @@
-"""``make bench``: speed of the detection pipeline on a 720p clip, stage by stage, in one run.
+"""``make bench``: speed of the detection pipeline on a 720p clip, stage by stage, in one run,
+and the peak memory of a worker analysing a 1080p video.
 
 Figures from one run on the same machine are compared as ratios, never against fixed
 thresholds: these machines are noisy and small. Prints a table and writes ``var/bench.json``.
 
-    python -m benchmarks.run [--clip PATH] [--model DIR]
+    python -m benchmarks.run [--clip PATH] [--clip-1080p PATH] [--model DIR] [--no-memory]
 """
 
 from __future__ import annotations
@@ -11,20 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 
 from detector.analyze import Analyzer
-from detector.annotate import AnnotatedVideoWriter, Label, draw_labels
+from detector.annotate import AnnotatedVideoWriter, Label, draw_labels, draw_labels_yuv420
 from detector.classifier import Predictor
 from detector.config import DEFAULT_MODEL_DIR, REPO_ROOT, Settings
 from detector.faces import create_detector, crop_face
+from detector.tracking import FaceFollower, FaceTracker
 from detector.video import iter_frames, probe_video
 
 DEFAULT_CLIP = REPO_ROOT.parent / "shared" / "data" / "videos" / "real" / "ffpp_634.mp4"
+DEFAULT_CLIP_1080P = REPO_ROOT.parent / "shared" / "data" / "videos" / "real" / "dfdc_lynaeydofd.mp4"
+# The annotated video's encoder before issue 5's work, compared in the same run.
+FORMER_ENCODER = {"crf": 23, "preset": "veryfast", "x264_params": ""}
 
 
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -63,17 +74,48 @@ def _torch_fp32(size: int):
     return run
 
 
+def _psnr_y(path: Path, reference: list[np.ndarray]) -> float:
+    """Luma PSNR of an encoded file against the yuv420p frames it was made from."""
+    errors = []
+    with av.open(str(path)) as container:
+        for frame, ref in zip(container.decode(video=0), reference, strict=False):
+            h = frame.height
+            diff = frame.to_ndarray(format="yuv420p")[:h].astype(np.float32) - ref[:h]
+            errors.append(float(np.mean(diff * diff)))
+    return round(10 * np.log10(255**2 / max(np.mean(errors), 1e-9)), 2)
+
+
+def _encode(frames: list[np.ndarray], info, target: Path, **options) -> dict:
+    def run() -> None:
+        with AnnotatedVideoWriter(target, info.width, info.height, info.fps, **options) as w:
+            for f in frames:
+                w.write(f)
+
+    seconds, _ = _timed(run)
+    reference = [
+        cv2.cvtColor(f[: info.height // 2 * 2, : info.width // 2 * 2], cv2.COLOR_RGB2YUV_I420) for f in frames
+    ]
+    return {
+        "ms_per_frame": round(seconds / len(frames) * 1000, 2),
+        "kb": round(target.stat().st_size / 1024),
+        "psnr_y_db": _psnr_y(target, reference),
+    }
+
+
 def _stages(
     clip: Path, settings: Settings, detector, predictor: Predictor, out_dir: Path
-) -> tuple[dict, np.ndarray, int]:
+) -> tuple[dict, dict, np.ndarray, int]:
     """Each stage alone over the same decoded frames: milliseconds per frame (per crop).
-    Decode includes the conversion to RGB, which every analysed frame needs."""
+    Decode includes the conversion the next stage needs (RGB to analyse, yuv420p to draw on)."""
     info = probe_video(clip, settings)
     frames = [f.image for f in iter_frames(clip, info, settings)]
     n = len(frames)
     t_decode, _ = _timed(lambda: sum(f.image.shape[0] > 0 for f in iter_frames(clip, info, settings)))
+    t_decode_yuv, yuv = _timed(lambda: [f.yuv420p() for f in iter_frames(clip, info, settings, threads=1)])
     detector.detect(frames[0])
     t_detect, dets = _timed(lambda: [detector.detect(f) for f in frames])
+    follower = FaceFollower(detector)
+    t_follow, _ = _timed(lambda: [follower.detect(f) for f in frames])
     card = predictor.card
     crops = np.stack(
         [
@@ -85,33 +127,56 @@ def _stages(
     predictor.predict(crops[:4])
     t_classify, _ = _timed(lambda: [predictor.predict(crops[i : i + 1]) for i in range(len(crops))])
     labels = [[Label(d[0].box, 0.2, card.threshold)] if d else [] for d in dets]
-    t_draw, drawn = _timed(lambda: [draw_labels(f, lab) for f, lab in zip(frames, labels, strict=True)])
-
-    def encode() -> None:
-        with AnnotatedVideoWriter(out_dir / "encode.mp4", info.width, info.height, info.fps) as w:
-            for f in drawn:
-                w.write(f)
-
-    t_encode, _ = _timed(encode)
+    t_draw, drawn = _timed(
+        lambda: [draw_labels(f, lab, copy=False) for f, lab in zip(frames, labels, strict=True)]
+    )
+    t_draw_yuv, _ = _timed(lambda: [draw_labels_yuv420(f, lab) for f, lab in zip(yuv, labels, strict=True)])
+    yuv.clear()  # 1.4 MB a frame at 720p: not kept for the rest of the run
+    encoders = {
+        "default": _encode(drawn, info, out_dir / "encode.mp4"),
+        "former (veryfast, CRF 23)": _encode(drawn, info, out_dir / "former.mp4", **FORMER_ENCODER),
+    }
     stages = {
-        "decode": t_decode,
-        "detect": t_detect,
+        "decode (RGB)": t_decode,
+        "decode (yuv420p to draw on)": t_decode_yuv,
+        "detect (full)": t_detect,
+        "detect (followed)": t_follow,
         "classify": t_classify,
-        "draw": t_draw,
-        "encode": t_encode,
+        "draw (RGB, in place)": t_draw,
+        "draw (yuv420p)": t_draw_yuv,
     }
     ms = {k: round(v / n * 1000, 2) for k, v in stages.items()}
     ms["classify"] = round(t_classify / max(1, len(crops)) * 1000, 2)
-    return ms, crops, n
+    ms["encode"] = encoders["default"]["ms_per_frame"]
+    ms["encode (former veryfast)"] = encoders["former (veryfast, CRF 23)"]["ms_per_frame"]
+    ms["follower key frames (of all frames)"] = round(follower.key_frames / n, 2)
+    return ms, encoders, crops, n
+
+
+def _former_every_frame_annotated(clip: Path, settings: Settings, detector, out: Path) -> None:
+    """The every-frame annotated path as it was before issue 5's work, for a ratio in the same
+    run: one thread, the full detector on every frame, ONNX Runtime's own thread pool, a copy
+    per drawn frame, x264 veryfast."""
+    info = probe_video(clip, settings)
+    former = Analyzer(settings, detector=detector, predictor=Predictor(settings=settings), follow_faces=False)
+    tracker = FaceTracker()
+    with AnnotatedVideoWriter(out, info.width, info.height, info.fps, **FORMER_ENCODER) as writer:
+        for frame in iter_frames(clip, info, settings):
+            faces = detector.detect(frame.image)
+            results = former.score_faces(frame.image, faces)
+            tracker.update(frame.time, [f.box for f in faces])
+            labels = [Label(r.box, r.fake_probability, former.threshold, r.too_small) for r in results]
+            writer.write(draw_labels(frame.image, labels))
 
 
 def bench(clip: Path, model_dir: Path, out_dir: Path) -> dict:
     settings = Settings(model_dir=model_dir)
     info = probe_video(clip, settings)
     detector = create_detector("blazeface")
-    predictor = Predictor(model_dir, settings)
+    predictor = Predictor(model_dir, settings)  # ONNX Runtime's default threads
+    one = Predictor(model_dir, settings.with_overrides(threads=1))  # what the Analyzer uses
     card = predictor.card
-    stage_ms, crops, n = _stages(clip, settings, detector, predictor, out_dir)
+    stage_ms, encoders, crops, n = _stages(clip, settings, detector, one, out_dir)
     res: dict = {
         "clip": str(clip),
         "size": f"{info.width}x{info.height}",
@@ -119,19 +184,25 @@ def bench(clip: Path, model_dir: Path, out_dir: Path) -> dict:
         "fps_source": round(info.fps, 2),
     }
     res["stage_ms_per_frame"] = stage_ms
+    res["encoder"] = encoders
 
-    analyzer = Analyzer(settings, predictor=predictor, detector=detector)
+    analyzer = Analyzer(settings, predictor=one, detector=detector)
+    full = Analyzer(settings, predictor=one, detector=detector, follow_faces=False)
     t_sampled, _ = _timed(analyzer.analyze, clip)
     t_sampled_ann, _ = _timed(analyzer.analyze, clip, out_dir)
     t_every, _ = _timed(analyzer.analyze, clip, None, True)
     t_every_ann, _ = _timed(analyzer.analyze, clip, out_dir, True)
+    t_full_ann, _ = _timed(full.analyze, clip, out_dir, True)
+    t_former, _ = _timed(_former_every_frame_annotated, clip, settings, detector, out_dir / "former-path.mp4")
     res["end_to_end_fps"] = {
         f"analysis, {settings.sample_frames} sampled frames": round(n / t_sampled, 1),
         "analysis + annotated video, sampled": round(n / t_sampled_ann, 1),
         "analysis, every frame": round(n / t_every, 1),
         "analysis + annotated video, every frame": round(n / t_every_ann, 1),
+        "  same, full detector on every frame": round(n / t_full_ann, 1),
+        "  same, the former serial path": round(n / t_former, 1),
     }
-    one = Predictor(model_dir, Settings(model_dir=model_dir, threads=1))
+    res["speedup_every_frame_annotated_vs_former"] = round(t_former / t_every_ann, 2)
     res["per_crop_ms"] = {
         "onnxruntime, default threads": round(_per_crop_ms(predictor, crops, 40), 2),
         "onnxruntime, 1 thread": round(_per_crop_ms(one, crops, 40), 2),
@@ -148,26 +219,124 @@ def bench(clip: Path, model_dir: Path, out_dir: Path) -> dict:
         "version": card.version,
     }
     res["cores"] = os.cpu_count()
+    res["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return res
+
+
+def upscale_to_1080p(source: Path, target: Path, seconds: float = 10.0) -> Path:
+    """A 1920x1080 H.264 copy of (the first ``seconds`` of) ``source``, made with PyAV."""
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        stream = src.streams.video[0]
+        rate = Fraction(stream.average_rate or 25).limit_denominator(1001)
+        out = dst.add_stream("libx264", rate=rate)
+        out.width, out.height, out.pix_fmt = 1920, 1080, "yuv420p"
+        out.options = {"crf": "20", "preset": "veryfast"}
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= seconds * rate:
+                break
+            big = frame.reformat(width=1920, height=1080, format="yuv420p")
+            big.pts, big.time_base = i, 1 / rate
+            for packet in out.encode(big):
+                dst.mux(packet)
+        for packet in out.encode():
+            dst.mux(packet)
+    return target
+
+
+# Runs in a fresh interpreter: the worker's analyzer (evidence kept, settings from UNMASK_*),
+# one video, and the process's own peak resident memory.
+_CHILD = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+
+import numpy as np
+
+def rss(field="VmRSS"):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+out = {"python_mb": rss()}
+from detector.analyze import Analyzer
+from detector.config import get_settings
+
+analyzer = Analyzer(get_settings().with_overrides(model_dir=Path(sys.argv[2])), keep_evidence=True)
+analyzer.predictor.load()
+analyzer.detector.detect(np.zeros((400, 640, 3), dtype=np.uint8))  # MediaPipe's graphs load on first use
+out["loaded_mb"] = rss()
+with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    result = analyzer.analyze(sys.argv[1], annotate_dir=Path(tmp), every_frame=sys.argv[3] == "every")
+    out["seconds"] = time.perf_counter() - t
+out["after_mb"] = rss()
+out["peak_mb"] = rss("VmHWM")  # this interpreter's own high-water mark (ru_maxrss counts the parent's pages)
+out["verdict"] = result.verdict
+print(json.dumps(out))
+"""
+
+
+def peak_memory(clip: Path, model_dir: Path, every_frame: bool = False) -> dict:
+    """Peak resident memory of a fresh process analysing ``clip`` as a worker does."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(clip), str(model_dir), "every" if every_frame else "sampled"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def memory(clip_1080p: Path | None, source: Path, model_dir: Path, tmp: Path) -> dict:
+    clip = clip_1080p if clip_1080p and clip_1080p.exists() else upscale_to_1080p(source, tmp / "1080p.mp4")
+    with av.open(str(clip)) as c:
+        stream = c.streams.video[0]
+        size = f"{stream.codec_context.width}x{stream.codec_context.height}"
+    res = {
+        "clip": str(clip),
+        "size": size,
+        "worker (sampled + annotated, evidence kept)": peak_memory(clip, model_dir),
+        "every frame + annotated": peak_memory(clip, model_dir, every_frame=True),
+    }
+    # the kernel's account of the largest child waited for (counts this process's pages at the fork)
+    res["largest_child_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     return res
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    ap.add_argument("--clip-1080p", type=Path, default=DEFAULT_CLIP_1080P, help="made from --clip if missing")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--no-memory", action="store_true", help="skip the 1080p peak-memory runs")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
+        # memory first, while this process is small: a child starts as a copy of its parent
+        mem = None if args.no_memory else memory(args.clip_1080p, args.clip, args.model, Path(tmp))
         res = bench(args.clip, args.model, Path(tmp))
+        if mem is not None:
+            res["memory_1080p"] = mem
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
     print(f"clip {res['clip']} ({res['size']}, {res['frames']} frames), model {res['model']}")
-    print("stage               ms per frame (classify: per crop)")
+    print(
+        f"{res['cores']} cores, load average {res['load_average']} (other work on the machine slows every figure)"
+    )
+    print("stage                                ms per frame (classify: per crop)")
     for k, v in res["stage_ms_per_frame"].items():
-        print(f"  {k:<18}{v:>8.2f}")
-    print("end to end          frames per second")
+        print(f"  {k:<38}{v:>8.2f}")
+    print("encoder (the same drawn frames)      ms per frame      KB   PSNR-Y dB")
+    for k, v in res["encoder"].items():
+        print(f"  {k:<32}{v['ms_per_frame']:>10.2f}{v['kb']:>10}{v['psnr_y_db']:>10.2f}")
+    print("end to end                           frames per second")
     for k, v in res["end_to_end_fps"].items():
         print(f"  {k:<42}{v:>8.1f}")
+    print(
+        f"ratio: every frame + annotated is {res['speedup_every_frame_annotated_vs_former']}x the former serial path"
+    )
     print("classifier          ms per crop")
     for k, v in res["per_crop_ms"].items():
         print(f"  {k:<32}{v:>8.2f}")
@@ -175,6 +344,16 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"ratio: serving (onnx, 1 thread) is {res['speedup_onnx_1thread_vs_torch_fp32']}x faster than torch fp32 eager"
         )
+    if "memory_1080p" in res:
+        mem = res["memory_1080p"]
+        print(f"peak memory, fresh process, {mem['size']} clip {Path(mem['clip']).name}")
+        for k, v in mem.items():
+            if isinstance(v, dict):
+                print(
+                    f"  {k:<44} peak {v['peak_mb']:>6.0f} MB (models loaded {v['loaded_mb']:.0f} MB, "
+                    f"{v['seconds']:.1f} s)"
+                )
+        print(f"  largest child by getrusage(RUSAGE_CHILDREN): {mem['largest_child_mb']:.0f} MB")
     return 0
 
 
