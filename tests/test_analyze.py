@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -249,6 +250,33 @@ def test_failure_in_the_caller_stops_the_pipeline(
 )
 def test_pipeline_queues_hold_fewer_frames_of_bigger_videos(size, depth):
     assert _queue_depth(VideoInfo(*size, 25.0, 1.0, 25, 0, False, "h264")) == depth
+
+
+@pytest.mark.parametrize(
+    ("size", "ahead"), [((320, 240), True), ((1920, 1080), False)], ids=["small", "1080p"]
+)
+def test_rendering_decodes_ahead_only_below_1080p(analyzer, tmp_path, make_clip, face_image, size, ahead):
+    """From 1080p up the annotated copy is decoded in the caller's thread (memory), the encoder
+    still in its own."""
+    clip = make_clip(tmp_path / "clip.mp4", [face_image(0)], size=size, seconds=0.4)
+    during: list[set[str]] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "encoding" and fraction < 0.97:
+            during.append(set(_pipeline_threads()))
+
+    result = analyzer.analyze(clip, annotate_dir=tmp_path / "out", progress=progress)
+    assert during and all("unmask-encode" in names for names in during)
+    assert all(("unmask-decode" in names) is ahead for names in during)
+    _, frames = _decoded(result.annotated_path)
+    assert frames == 6
+    assert not _pipeline_threads()
+
+
+def _decoded(path) -> tuple[str, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.pix_fmt, sum(1 for _ in container.decode(stream))
 
 
 def test_analyzer_gives_the_model_one_thread_unless_told(model_dir):
