@@ -26,9 +26,11 @@ GREY = (160, 160, 160)
 
 # x264 settings for the annotated copy. Measured on the shared 720p and 1080p clips against the
 # former ``veryfast`` at CRF 23 (models/README.md, "Pipeline speed"): ultrafast with CABAC, the
-# deblocking filter and one B-frame, at CRF 27, gives the same luma PSNR (44.8 and 45.0 dB
-# against 44.7 and 44.9) in files 1.0 to 1.3 times the size, encodes 2.7 to 3 times faster and
-# holds a third of the memory (48 MB against 155 MB at 1080p). Main profile: every browser plays it.
+# deblocking filter and one B-frame, at CRF 27, gives the same luma PSNR or better (44.6 and
+# 45.0 dB against 44.3 and 44.9) in files 1.0 to 1.4 times the size, encodes 2.6 to 3 times
+# faster and holds a third of the memory (48 MB against 155 MB at 1080p). PSNR does not see
+# everything: ultrafast has no psycho-visual tuning, so flat areas may band a little sooner.
+# Main profile: every browser plays it.
 X264_PRESET = "ultrafast"
 X264_CRF = 27
 X264_PARAMS = "cabac=1:deblock=0,0:bframes=1"
