@@ -276,3 +276,14 @@ def in_process(app, web_analyzer, monkeypatch):
             for name in ("analyze_job", "detect_frame", "score_images", "cleanup")
         }
     )
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    """Playwright driving Debian's Chromium, one per test module."""
+    if not Path(webapp_media.CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p

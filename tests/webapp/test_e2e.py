@@ -6,32 +6,12 @@ generated .y4m of a real face through its fake capture device.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import webapp_media
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
+CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="module")

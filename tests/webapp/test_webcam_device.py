@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
+import webapp_media
 from PIL import Image
 
 from detector.classifier import Predictor
@@ -32,14 +32,7 @@ from webapp.errors import CSP
 SHARED = REPO_ROOT.parent / "shared" / "data"
 VIDEO = SHARED / "videos" / "real" / "ffpp_519.mp4"
 VENDOR = REPO_ROOT / "static" / "vendor"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
 # Scores on the same crop may differ this much between the browser and the Python predictor (the
 # crops are bit-identical; a crop off by one grey level in places moves a score by about 0.015).
 PARITY = 0.005
@@ -104,16 +97,6 @@ def device_server(tmp_path_factory, vendored) -> Iterator[SimpleNamespace]:
     thread.start()
     yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_address[1]}", log=log)
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

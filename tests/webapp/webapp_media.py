@@ -5,6 +5,7 @@ Nothing third-party is committed; every file is generated per test session.
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from fractions import Fraction
@@ -16,6 +17,15 @@ from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 FACE = SHARED / "faces" / "dfdc" / "real" / "aabqyygbaa.jpg"
+# Debian's Chromium (never `playwright install`) and the flags every browser test launches it with.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIDEO = SHARED / "videos" / "real" / "ffpp_519.mp4"
 
 
