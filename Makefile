@@ -76,10 +76,16 @@ train-kd: setup
 	$(PY) -m detector.training.train --run lite0-kd --teacher $(HOME)/.cache/unmask/runs/lite2-teacher/best.pt \
 		--alpha 0.25 --steps 600 --eval-every 300 --minutes 60
 
-# Issue 5's pruning table: parameters removed 0-50 %, each level fine-tuned with distillation,
-# exported, quantized and evaluated (.cache/pruned/pruning.json).
-prune: setup
-	$(PY) -m detector.training.prune $(HOME)/.cache/unmask/runs/lite0-v3/best.pt --out .cache/pruned $(ARGS)
+# Issue 5's pruning table: parameters removed 0-60 %, each level fine-tuned with distillation from
+# the shipped model, exported, quantized and evaluated (.cache/pruned/pruning.json). The shipped
+# INT8 file is turned back into a torch checkpoint first, so this needs no training run.
+SHIPPED_CKPT := $(HOME)/.cache/unmask/runs/shipped/best.pt
+$(SHIPPED_CKPT): models/unmask-lite0/model.onnx
+	$(PY) -m detector.training.recover models/unmask-lite0 --out $@
+
+prune: setup $(SHIPPED_CKPT)
+	$(PY) -m detector.training.prune $(SHIPPED_CKPT) --out .cache/pruned --levels 0.2,0.3,0.35,0.4,0.5,0.6 \
+		--step-finetune 15 --level-finetune 200 $(ARGS)
 
 export: setup
 	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v3/best.pt --out .cache/models/fp32

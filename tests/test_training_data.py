@@ -429,3 +429,30 @@ def test_prune_tiny_writes_smaller_models_and_a_table(tmp_path, monkeypatch, tin
     # a rerun finds every level done and only prints the table
     assert prune_mod.main(argv) == 0
     assert len(json.loads((out / "pruning.json").read_text())) == 2
+
+
+def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cache):
+    """The shipped INT8 file back as a torch model: same scores as the file (up to INT8
+    activation rounding), and batch norms whose statistics match the data, so a training-mode
+    forward pass does not rescale the network."""
+    import onnxruntime as ort
+    import torch
+
+    from detector.training.recover import calibration_batches, rebuild
+
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0"
+    card = json.loads((model_dir / "card.json").read_text())
+    (x,) = calibration_batches(tiny_cache, card["input_size"], card["frame_mask"], 1, 12)
+    model = rebuild(model_dir / card["file"], "lite0", [x])
+    with torch.no_grad():
+        ours = model(x).numpy().ravel()
+        model.train()
+        training = model(x).numpy().ravel()
+    session = ort.InferenceSession(str(model_dir / card["file"]), providers=["CPUExecutionProvider"])
+    theirs = session.run(["logit"], {"image": x.numpy()})[0].ravel()
+    assert np.abs(ours - theirs).max() < 0.5 and np.corrcoef(ours, theirs)[0, 1] > 0.99
+    assert np.corrcoef(ours, training)[0, 1] > 0.95
+    # folded weights alone, every batch norm an identity plus bias: the same function
+    folded = rebuild(model_dir / card["file"], "lite0", [])
+    with torch.no_grad():
+        assert np.allclose(folded(x).numpy().ravel(), ours, atol=1e-3)
