@@ -403,7 +403,9 @@ def test_count_macs_of_a_known_network():
 
 
 @pytest.mark.slow
-def test_prune_tiny_writes_smaller_models_and_a_table(tmp_path, monkeypatch, tiny_cache):
+def test_prune_tiny_writes_smaller_models_and_a_table(
+    tmp_path, monkeypatch, tiny_cache, make_clip, face_image
+):
     from detector.classifier import Predictor
     from detector.config import Settings
     from detector.training import prune as prune_mod
@@ -412,9 +414,13 @@ def test_prune_tiny_writes_smaller_models_and_a_table(tmp_path, monkeypatch, tin
     out = tmp_path / "pruned"
     flags = (
         "--levels 0.1 --step-ratio 0.05 --max-steps 10 --importance-batches 1 --step-finetune 1 "
-        "--level-finetune 1 --batch 4 --threads 1 --no-videos"
+        "--level-finetune 1 --batch 4 --threads 1"
     )
-    argv = [str(run_dir / "best.pt"), "--out", str(out), "--cache", str(tiny_cache), *flags.split()]
+    videos = tmp_path / "videos"
+    (videos / "real").mkdir(parents=True)
+    make_clip(videos / "real" / "talk.mp4", [face_image(3)], seconds=0.5)
+    argv = [str(run_dir / "best.pt"), "--out", str(out), "--cache", str(tiny_cache), "--videos", str(videos)]
+    argv += flags.split()
     assert prune_mod.main(argv) == 0
     table = json.loads((out / "pruning.json").read_text())
     assert [r["target"] for r in table] == [0.0, 0.1]
@@ -422,6 +428,8 @@ def test_prune_tiny_writes_smaller_models_and_a_table(tmp_path, monkeypatch, tin
     assert pruned["removed"] >= 0.1 and pruned["parameters"] < base["parameters"]
     assert pruned["macs"] < base["macs"]
     assert pruned["int8"]["file_mb"] < pruned["fp32"]["file_mb"] <= base["fp32"]["file_mb"]
+    verdict, score = pruned["int8"]["videos"]["real/talk.mp4"]
+    assert verdict in ("real", "fake") and 0 <= score <= 1
     card = json.loads((out / "p10" / "int8" / "card.json").read_text())
     assert card["pruning"]["target_removed"] == 0.1 and "prune" in card["commands"]
     predictor = Predictor(out / "p10" / "int8", Settings(model_dir=out / "p10" / "int8"))

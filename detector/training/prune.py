@@ -154,7 +154,7 @@ def export_and_evaluate(
             "auc_jpeg30": report["jpeg_auc"]["30"]["auc"],
             "file_mb": report["file_mb"],
             "latency_ms_per_crop_1_thread": report["latency_ms_per_crop_1_thread"],
-            "videos": {v["path"]: v["verdict"] for v in report.get("videos", [])},
+            "videos": {v["file"]: [v["verdict"], v["fake_probability"]] for v in report.get("videos", [])},
             "videos_correct": report.get("videos_correct"),
         }
     return row
