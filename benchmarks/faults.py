@@ -143,8 +143,11 @@ def _children(pid: int) -> list[int]:
 class Worker:
     """A real ``celery worker`` (prefork) on the ``analysis`` queue, logging to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, name: str, concurrency: int = 1) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, name: str, concurrency: int = 1, autostart: bool = True
+    ) -> None:
         self.env = env
+        self.autostart = autostart
         self.log = log
         self.name = name
         self.concurrency = concurrency
@@ -165,6 +168,16 @@ class Worker:
                 self.stop()
                 raise RuntimeError(f"the celery worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
+
+    def __enter__(self) -> Worker:
+        """``with site.worker(name) as worker``: started (unless ``autostart`` is off), and stopped
+        however the block ends."""
+        if self.autostart:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def pool_processes(self) -> list[int]:
         return _children(self.proc.pid) if self.proc is not None else []
@@ -239,8 +252,8 @@ class Site:
         config["TESTING"] = True
         return create_app(config).test_client()
 
-    def worker(self, name: str, **overrides: str) -> Worker:
-        return Worker(self.env(**overrides), self.folder / f"worker-{name}.log", name)
+    def worker(self, name: str, start: bool = True, **overrides: str) -> Worker:
+        return Worker(self.env(**overrides), self.folder / f"worker-{name}.log", name, autostart=start)
 
     def job_files(self, job_id: str) -> list[str]:
         folder = self.data_dir / "jobs" / job_id
@@ -330,34 +343,32 @@ class Result:
 
 def kill_worker(folder: Path, media: Media, kills: int = 1, timeout: float = 240.0) -> Result:
     """SIGKILL the pool process analysing a video ``kills`` times; the job must end."""
-    with scenario_site(folder, TASK_TIME_LIMIT="120", SAMPLE_FRAMES="16") as site:
-        worker = site.worker("kill")
-        worker.start()
+    with (
+        scenario_site(folder, TASK_TIME_LIMIT="120", SAMPLE_FRAMES="16") as site,
+        site.worker("kill") as worker,
+    ):
         client = site.client()
-        try:
-            code, body = submit(client, media.video)
-            if code != 202:
-                raise RuntimeError(f"upload refused: {code} {body}")
-            job_id = body["id"]
-            killed_at = []
-            for attempt in range(1, kills + 1):
-                seen = wait_until(
-                    client,
-                    job_id,
-                    lambda s, n=attempt: analysing(s) and site.job_record(job_id)["attempts"] == n,
-                    timeout / 2,
-                )
-                if not analysing(seen):
-                    raise RuntimeError(f"the job never reached the analysis: {seen}")
-                worker.kill_pool_process()
-                killed_at.append(time.monotonic())
-                stage = seen["stage"]
-            final = wait_final(client, [job_id], timeout)[job_id]
-            attempts = site.job_record(job_id)["attempts"]
-            files = site.job_files(job_id)
-            survived = worker.alive()
-        finally:
-            worker.stop()
+        code, body = submit(client, media.video)
+        if code != 202:
+            raise RuntimeError(f"upload refused: {code} {body}")
+        job_id = body["id"]
+        killed_at = []
+        for attempt in range(1, kills + 1):
+            seen = wait_until(
+                client,
+                job_id,
+                lambda s, n=attempt: analysing(s) and site.job_record(job_id)["attempts"] == n,
+                timeout / 2,
+            )
+            if not analysing(seen):
+                raise RuntimeError(f"the job never reached the analysis: {seen}")
+            worker.kill_pool_process()
+            killed_at.append(time.monotonic())
+            stage = seen["stage"]
+        final = wait_final(client, [job_id], timeout)[job_id]
+        attempts = site.job_record(job_id)["attempts"]
+        files = site.job_files(job_id)
+        survived = worker.alive()
     got = outcome(final)
     expected = "done" if kills == 1 else "failed: worker_lost"
     seconds = final.get("ended_at", time.monotonic()) - killed_at[-1]
@@ -393,25 +404,22 @@ def kill_node(folder: Path, media: Media, timeout: float = 420.0) -> Result:
     (``UNMASK_TASK_TIME_LIMIT`` + 120 s) has passed; a live worker then hands it back to the queue
     (kombu checks about every 100 s). Slow: not in the default list.
     """
-    with scenario_site(folder, TASK_TIME_LIMIT="10", SAMPLE_FRAMES="16") as site:
-        first = site.worker("node-a")
-        first.start()
-        second = site.worker("node-b")
+    with (
+        scenario_site(folder, TASK_TIME_LIMIT="10", SAMPLE_FRAMES="16") as site,
+        site.worker("node-a") as first,
+        site.worker("node-b", start=False) as second,
+    ):
         client = site.client()
-        try:
-            _, body = submit(client, media.video)
-            job_id = body["id"]
-            seen = wait_until(client, job_id, analysing, 60)
-            for pid in [first.proc.pid, *first.pool_processes()]:
-                os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            first.proc.wait()
-            second.start()
-            final = wait_final(client, [job_id], timeout)[job_id]
-            attempts = site.job_record(job_id)["attempts"]
-        finally:
-            first.stop()
-            second.stop()
+        _, body = submit(client, media.video)
+        job_id = body["id"]
+        seen = wait_until(client, job_id, analysing, 60)
+        for pid in [first.proc.pid, *first.pool_processes()]:
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        first.proc.wait()
+        second.start()
+        final = wait_final(client, [job_id], timeout)[job_id]
+        attempts = site.job_record(job_id)["attempts"]
     got = outcome(final)
     seconds = final.get("ended_at", time.monotonic()) - killed
     lines = [
@@ -434,29 +442,27 @@ def redis_restart(
 ) -> Result:
     """Restart Redis while a video runs and photos wait; then send one more photo."""
     stale_minutes = "0.1"  # 6 s: lost jobs are failed quickly in this run
-    with scenario_site(
-        folder, persistent, TASK_TIME_LIMIT="120", SAMPLE_FRAMES="16", STALE_JOB_MINUTES=stale_minutes
-    ) as site:
-        worker = site.worker("redis")
-        worker.start()
+    with (
+        scenario_site(
+            folder, persistent, TASK_TIME_LIMIT="120", SAMPLE_FRAMES="16", STALE_JOB_MINUTES=stale_minutes
+        ) as site,
+        site.worker("redis"),
+    ):
         client = site.client()
-        try:
-            _, body = submit(client, media.video)
-            ids = {"video": body["id"]}
-            for i in range(photos):
-                ids[f"photo {i + 1}"] = submit(client, media.photo)[1]["id"]
-            wait_until(client, ids["video"], analysing, 60)
-            before = Counter(
-                "running" if analysing(current) else current["state"]
-                for current in (status(client, job_id) for job_id in ids.values())
-            )
-            down = site.redis.restart()
-            restarted = time.monotonic()
-            results = wait_final(client, list(ids.values()), timeout)
-            after = submit(client, media.photo)
-            recovered = wait_final(client, [after[1]["id"]], 60)[after[1]["id"]] if after[0] == 202 else None
-        finally:
-            worker.stop()
+        _, body = submit(client, media.video)
+        ids = {"video": body["id"]}
+        for i in range(photos):
+            ids[f"photo {i + 1}"] = submit(client, media.photo)[1]["id"]
+        wait_until(client, ids["video"], analysing, 60)
+        before = Counter(
+            "running" if analysing(current) else current["state"]
+            for current in (status(client, job_id) for job_id in ids.values())
+        )
+        down = site.redis.restart()
+        restarted = time.monotonic()
+        results = wait_final(client, list(ids.values()), timeout)
+        after = submit(client, media.photo)
+        recovered = wait_final(client, [after[1]["id"]], 60)[after[1]["id"]] if after[0] == 202 else None
     jobs = {label: outcome(results[job_id]) for label, job_id in ids.items()}
     jobs["photo sent after"] = outcome(recovered) if recovered else f"refused {after[0]}"
     settled = max((r.get("ended_at", restarted) for r in results.values()), default=restarted) - restarted
@@ -493,14 +499,10 @@ def disk(folder: Path, media: Media) -> Result:
         lines.append(f"upload with {above} MB required free: {door} ({len(left)} job folders left)")
         door_ok = code == 503 and body["error"]["code"] == "storage_full" and not left
 
-        worker = site.worker("disk", MIN_FREE_MB=above)
-        worker.start()
-        client = site.client()
-        try:
+        with site.worker("disk", MIN_FREE_MB=above):
+            client = site.client()
             code, body = submit(client, media.photo)
             final = wait_final(client, [body["id"]], 90)[body["id"]]
-        finally:
-            worker.stop()
         files = site.job_files(body["id"])
         worker_outcome = outcome(final)
         lines.append(
@@ -535,15 +537,11 @@ def disk(folder: Path, media: Media) -> Result:
 def timeout(folder: Path, media: Media, limit: int = 1) -> Result:
     """A video job past a ``limit``-second time limit."""
     with scenario_site(folder, TASK_TIME_LIMIT=str(limit), SAMPLE_FRAMES="32") as site:
-        worker = site.worker("timeout")
-        worker.start()
-        client = site.client()
-        try:
+        with site.worker("timeout"):
+            client = site.client()
             began = time.monotonic()
             _, body = submit(client, media.video)
             final = wait_final(client, [body["id"]], 60)[body["id"]]
-        finally:
-            worker.stop()
         files = site.job_files(body["id"])
     got = outcome(final)
     seconds = final.get("ended_at", time.monotonic()) - began
