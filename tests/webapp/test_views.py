@@ -133,10 +133,14 @@ def test_api_key_stands_in_for_csrf(tmp_path, monkeypatch, webmedia):
     assert len(sent) == 1
 
 
-def test_queue_down_gives_503_and_no_orphan_job(tmp_path, webmedia):
+@pytest.mark.parametrize("max_queue", [0, 1], ids=["no-queue-limit", "queue-limit"])
+def test_queue_down_gives_503_and_no_orphan_job(tmp_path, webmedia, max_queue):
+    """With a queue limit the upload first asks Redis how long the queue is: Redis being down
+    must still reach the plain "queue unavailable" answer, not an error of the limit check."""
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"})
+    config = {"TESTING": True, "DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    app = create_app({**config, "MAX_QUEUE": max_queue})
     client = app.test_client()
     response = client.post(
         "/api/v1/analyze",
@@ -144,6 +148,7 @@ def test_queue_down_gives_503_and_no_orphan_job(tmp_path, webmedia):
         headers={"X-CSRFToken": csrf_token(client)},
     )
     assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "queue_unavailable"
     assert not any((tmp_path / "jobs").iterdir())
 
 
