@@ -30,27 +30,12 @@ from webapp import create_app
 from webapp.errors import CSP
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
-VIDEO = SHARED / "videos" / "real" / "ffpp_519.mp4"
+VIDEO = webapp_media.VIDEO
 VENDOR = REPO_ROOT / "static" / "vendor"
 CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
 # Scores on the same crop may differ this much between the browser and the Python predictor (the
 # crops are bit-identical; a crop off by one grey level in places moves a score by about 0.015).
 PARITY = 0.005
-
-
-def video_y4m(path: Path, frames: int = 20, size: tuple[int, int] = (400, 300)) -> Path:
-    """A fake-camera file for Chromium: the first frames of a real face video (4:2:0, 25 fps)."""
-    w, h = size
-    with av.open(str(VIDEO)) as src, path.open("wb") as out:
-        stream = src.streams.video[0]
-        stream.thread_type = "AUTO"
-        out.write(f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\n".encode())
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= frames:
-                break
-            yuv = frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()
-            out.write(b"FRAME\n" + np.ascontiguousarray(yuv).tobytes())
-    return path
 
 
 class RequestLog:
@@ -102,7 +87,7 @@ def device_server(tmp_path_factory, vendored) -> Iterator[SimpleNamespace]:
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory) -> list[str]:
     """Chromium flags for a fake camera playing a few frames of a real face video."""
-    y4m = video_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m")
+    y4m = webapp_media.video_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m")
     return [
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",

@@ -5,9 +5,11 @@ Nothing third-party is committed; every file is generated per test session.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import zlib
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -62,19 +64,29 @@ def face_clip(path: Path, seconds: float = 1.2, width: int = 400) -> Path:
     return path
 
 
-def webcam_y4m(path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
-    """A fake-camera file for Chromium (--use-file-for-fake-video-capture): the face photo, still."""
+def write_y4m(path: Path, frames: Iterable[av.VideoFrame], size: tuple[int, int], fps: int) -> Path:
+    """A fake-camera file for Chromium (--use-file-for-fake-video-capture): 4:2:0 frames."""
     w, h = size
-    rgb = Image.open(face_photo(path.with_suffix(".jpg"), size)).convert("YCbCr")
-    y, cb, cr = (np.asarray(c, dtype=np.uint8) for c in rgb.split())
-    cb = cb.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint8)
-    cr = cr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint8)
-    with path.open("wb") as fh:
-        fh.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            fh.write(b"FRAME\n")
-            fh.write(y.tobytes() + cb.tobytes() + cr.tobytes())
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            yuv = frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()
+            out.write(b"FRAME\n" + np.ascontiguousarray(yuv).tobytes())
     return path
+
+
+def webcam_y4m(path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
+    """A camera that shows the face photo, still."""
+    rgb = np.asarray(Image.open(face_photo(path.with_suffix(".jpg"), size)).convert("RGB"))
+    return write_y4m(path, [av.VideoFrame.from_ndarray(rgb, format="rgb24")] * frames, size, 10)
+
+
+def video_y4m(path: Path, frames: int = 20, size: tuple[int, int] = (400, 300)) -> Path:
+    """A camera that plays the first frames of a real face video (25 fps)."""
+    with av.open(str(VIDEO)) as src:
+        stream = src.streams.video[0]
+        stream.thread_type = "AUTO"
+        return write_y4m(path, itertools.islice(src.decode(stream), frames), size, 25)
 
 
 def blank_photo(path: Path) -> Path:
