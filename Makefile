@@ -85,7 +85,7 @@ $(SHIPPED_CKPT): models/unmask-lite0/model.onnx
 
 prune: setup $(SHIPPED_CKPT)
 	$(PY) -m detector.training.prune $(SHIPPED_CKPT) --out .cache/pruned --levels 0.2,0.3,0.35,0.4,0.5,0.6 \
-		--step-finetune 15 --level-finetune 200 $(ARGS)
+		--step-finetune 10 --level-finetune 200 --importance-batches 2 $(ARGS)
 
 export: setup
 	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v3/best.pt --out .cache/models/fp32

@@ -428,6 +428,18 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     assert pruned["removed"] >= 0.1 and pruned["parameters"] < base["parameters"]
     assert pruned["macs"] < base["macs"]
     assert pruned["int8"]["file_mb"] < pruned["fp32"]["file_mb"] <= base["fp32"]["file_mb"]
+    # the residual stream (stem and projections) keeps its width; channels inside blocks go
+    from detector.training.export import load_checkpoint
+    from detector.training.model import create_model
+
+    thin, _ = load_checkpoint(out / "p10" / "model.pt")
+    full = create_model("lite0", pretrained=False)
+    assert [b._project_conv.out_channels for b in thin._blocks] == [
+        b._project_conv.out_channels for b in full._blocks
+    ]
+    assert sum(b._depthwise_conv.out_channels for b in thin._blocks) < sum(
+        b._depthwise_conv.out_channels for b in full._blocks
+    )
     verdict, score = pruned["int8"]["videos"]["real/talk.mp4"]
     assert verdict in ("real", "fake") and 0 <= score <= 1
     card = json.loads((out / "p10" / "int8" / "card.json").read_text())

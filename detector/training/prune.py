@@ -121,6 +121,23 @@ def accumulate_taylor(model: nn.Module, stream: Iterator[tuple], count: int) -> 
         ).backward()
 
 
+def protected_layers(model: nn.Module, prune_residual: bool = False) -> list[nn.Module]:
+    """Layers whose output channels are kept: the head, and unless ``prune_residual``, the stem
+    and every block's projection, which carry the residual stream.
+
+    A channel of the residual stream is shared by every block of its stage, so removing one
+    takes thousands of parameters and a feature from all those blocks at once. Taylor ranking
+    found such channels cheap: on the shipped model one step removed 23 % of the parameters and
+    200 distillation steps brought AUC back only to 0.750 (from 0.836). The channels inside each
+    block (expansion, depthwise, the projection's input) and the head's are where EfficientNet's
+    parameters are, and each belongs to one block only.
+    """
+    keep = [model._fc]
+    if not prune_residual:
+        keep += [model._conv_stem] + [block._project_conv for block in model._blocks]
+    return keep
+
+
 def level_name(level: float) -> str:
     return f"p{round(level * 100):02d}"
 
@@ -228,7 +245,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
         iterative_steps=args.max_steps,
         max_pruning_ratio=0.9,
         round_to=args.round_to,
-        ignored_layers=[model._fc],
+        ignored_layers=protected_layers(model, args.prune_residual),
     )
     step = 0
     for target in levels:
@@ -249,7 +266,9 @@ def prune(args: argparse.Namespace) -> list[dict]:
             )
         finetune(model, teacher, stream, args.level_finetune, args.lr, args.alpha, args.temperature)
         pruning = {
-            "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative",
+            "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative, "
+            f"channels rounded to {args.round_to}, "
+            + ("residual stream pruned too" if args.prune_residual else "residual stream kept"),
             "target_removed": target,
             "teacher": str(args.teacher or args.checkpoint).replace(str(Path.home()), "~"),
             "command": command,
@@ -270,8 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher", default="", help="distil from this checkpoint (default: the unpruned student)"
     )
     ap.add_argument("--levels", default=",".join(str(v) for v in DEFAULT_LEVELS))
-    ap.add_argument("--step-ratio", type=float, default=0.01, help="share of channels removed per step")
-    ap.add_argument("--max-steps", type=int, default=80)
+    ap.add_argument("--step-ratio", type=float, default=0.02, help="share of channels removed per step")
+    ap.add_argument("--max-steps", type=int, default=40)
+    ap.add_argument(
+        "--prune-residual",
+        action="store_true",
+        help="let the residual stream's channels go too (see protected_layers)",
+    )
     ap.add_argument(
         "--round-to",
         type=int,
