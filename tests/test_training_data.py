@@ -449,6 +449,11 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     # a rerun finds every level done and only prints the table
     assert prune_mod.main(argv) == 0
     assert len(json.loads((out / "pruning.json").read_text())) == 2
+    # the control: the same fine-tuning without pruning, evaluated the same way
+    assert prune_mod.main([*argv, "--control-steps", "2"]) == 0
+    control = json.loads((out / "control.json").read_text())
+    assert control["steps"] == 2 and control["parameters"] == base["parameters"]
+    assert 0 <= control["int8"]["auc"] <= 1
 
 
 def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cache):

@@ -194,6 +194,36 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def control(
+    model: nn.Module,
+    teacher: nn.Module,
+    stream: Iterator[tuple],
+    ckpt: dict,
+    out: Path,
+    cache: Path,
+    videos: Path | None,
+    args: argparse.Namespace,
+    command: str,
+) -> dict:
+    """The unpruned model fine-tuned exactly as a level is, without pruning: how much of a
+    level's change in AUC is the fine-tuning's own (``<out>/control.json``)."""
+    started = time.time()
+    model.to(memory_format=torch.channels_last)
+    finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature)
+    ckpt_path = out / "control" / "model.pt"
+    pruning = {"method": f"none: {args.control_steps} distillation steps only (control)", "command": command}
+    save_level(model, ckpt, ckpt_path, pruning)
+    row = {
+        "steps": args.control_steps,
+        "parameters": count_parameters(model),
+        "seconds": round(time.time() - started, 1),
+        **export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit),
+    }
+    (out / "control.json").write_text(json.dumps(row, indent=2) + "\n")
+    print(json.dumps({"control": {k: row["int8"][k] for k in ("auc", "auc_jpeg95", "auc_jpeg30")}}))
+    return row
+
+
 def prune(args: argparse.Namespace) -> list[dict]:
     import torch_pruning as tp
 
@@ -230,6 +260,8 @@ def prune(args: argparse.Namespace) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     if 0.0 not in done:
         record(0.0, Path(args.checkpoint), 0.0)
+    if args.control_steps:
+        return [control(model, teacher, stream, ckpt, out, cache, videos, args, command)]
     levels = sorted(float(v) for v in args.levels.split(","))
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
@@ -306,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--importance-batches", type=int, default=4)
     ap.add_argument("--step-finetune", type=int, default=20, help="fine-tune steps after each pruning step")
     ap.add_argument("--level-finetune", type=int, default=150, help="fine-tune steps when a level is reached")
+    ap.add_argument(
+        "--control-steps",
+        type=int,
+        default=0,
+        help="instead of pruning, fine-tune the unpruned model this many steps as a level is (see control)",
+    )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=2.0)
