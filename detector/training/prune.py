@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,12 +89,21 @@ def finetune(
     lr: float,
     alpha: float,
     temperature: float,
+    decay: bool = False,
 ) -> float:
-    """``steps`` of distillation from ``teacher``; returns the mean loss of the last ten."""
+    """``steps`` of distillation from ``teacher``; returns the mean loss of the last ten.
+
+    With ``decay`` the learning rate falls to zero on a cosine over the steps, so the model
+    saved at a level has settled: at a constant rate the weights still wander, and levels a few
+    points of pruning apart scored 0.81 and 0.76 AUC (2026-11-30).
+    """
     if steps <= 0:
         return float("nan")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) if decay else 1.0
+    )
     losses = []
     for _ in range(steps):
         x, y = next(stream)
@@ -104,6 +114,7 @@ def finetune(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         losses.append(loss.item())
     model.eval()
     return float(np.mean(losses[-10:]))
@@ -209,7 +220,7 @@ def control(
     level's change in AUC is the fine-tuning's own (``<out>/control.json``)."""
     started = time.time()
     model.to(memory_format=torch.channels_last)
-    finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature)
+    finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature, decay=True)
     ckpt_path = out / "control" / "model.pt"
     pruning = {"method": f"none: {args.control_steps} distillation steps only (control)", "command": command}
     save_level(model, ckpt, ckpt_path, pruning)
@@ -296,7 +307,9 @@ def prune(args: argparse.Namespace) -> list[dict]:
                 f"loss {loss:.4f}",
                 flush=True,
             )
-        finetune(model, teacher, stream, args.level_finetune, args.lr, args.alpha, args.temperature)
+        finetune(
+            model, teacher, stream, args.level_finetune, args.lr, args.alpha, args.temperature, decay=True
+        )
         pruning = {
             "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative, "
             f"channels rounded to {args.round_to}, "
