@@ -91,13 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("GLOG_minloglevel", "2")
     from .analyze import Analyzer
-    from .classifier import Predictor
 
     settings = get_settings()
+    if args.model is not None:
+        settings = settings.with_overrides(model_dir=args.model)
     try:
-        predictor = Predictor(args.model, settings)
-        predictor.load()
-        analyzer = Analyzer(settings, detector=args.face_detector, predictor=predictor)
+        # The Analyzer builds the predictor with the thread count its pipeline wants.
+        analyzer = Analyzer(settings, detector=args.face_detector)
+        analyzer.predictor.load()
     except UnmaskError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
