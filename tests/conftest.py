@@ -165,7 +165,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # Clips the shipped model is known to get wrong (models/README.md gives the scores). Strict, so
 # a model that gets one right makes the test fail until the clip is taken off this list.
-KNOWN_VIDEO_MISSES = {"real/ffpp_634.mp4": "unmask-lite0 0.1.0 scores this real clip 0.616 (threshold 0.488)"}
+KNOWN_VIDEO_MISSES: dict[str, str] = {}  # 0.2.0 gets all seven right
 
 
 def _known_miss(clip: Path) -> list:
