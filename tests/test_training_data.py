@@ -465,7 +465,7 @@ def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cac
 
     from detector.training.recover import calibration_batches, rebuild
 
-    model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0"
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0-0.1.0"  # unpruned
     card = json.loads((model_dir / "card.json").read_text())
     (x,) = calibration_batches(tiny_cache, card["input_size"], card["frame_mask"], 1, 12)
     model = rebuild(model_dir / card["file"], "lite0", [x])
