@@ -35,7 +35,10 @@ VENDOR = REPO_ROOT / "static" / "vendor"
 CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
 # Scores on the same crop may differ this much between the browser and the Python predictor (the
 # crops are bit-identical; a crop off by one grey level in places moves a score by about 0.015).
-PARITY = 0.005
+# INT8 kernels round differently from one runtime or optimisation level to another: native ONNX
+# Runtime with and without graph optimisation differs by up to 0.03 on 64 training crops, for
+# 0.1.0 and 0.2.0 alike. The browser matched Python to 1e-7 with 0.1.0 and to 0.007 with 0.2.0.
+PARITY = 0.01
 
 
 class RequestLog:
