@@ -463,11 +463,13 @@ def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cac
     import onnxruntime as ort
     import torch
 
-    from detector.training.recover import calibration_batches, rebuild
+    from detector.classifier import Predictor
+    from detector.training.quantize import served_batches
+    from detector.training.recover import rebuild
 
     model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0-0.1.0"  # unpruned
     card = json.loads((model_dir / "card.json").read_text())
-    (x,) = calibration_batches(tiny_cache, card["input_size"], card["frame_mask"], 1, 12)
+    (x,) = (torch.from_numpy(b) for b in served_batches(tiny_cache, 12, Predictor(model_dir), batch=12))
     model = rebuild(model_dir / card["file"], "lite0", [x])
     with torch.no_grad():
         ours = model(x).numpy().ravel()

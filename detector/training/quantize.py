@@ -22,21 +22,29 @@ from .prepare import DEFAULT_CACHE
 from .train import load_crops, read_manifest
 
 
+def served_batches(
+    cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 8
+) -> list[np.ndarray]:
+    """About ``count`` training crops, balanced over sources and labels so no set dominates,
+    preprocessed exactly as the model card says serving will (frame mask, normalisation): what
+    statistics of a model's activations (quantization ranges, batch norms) are measured on."""
+    rows = [r for r in read_manifest(cache) if r["split"] == "train"]
+    rng = np.random.default_rng(seed)
+    by_cell: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by_cell.setdefault((r["source"], r["label"]), []).append(r)
+    per_cell = max(1, count // len(by_cell))
+    picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
+    crops = load_crops(cache, picked, predictor.input_size)
+    return [predictor.preprocess(crops[i : i + batch]) for i in range(0, len(crops), batch)]
+
+
 class CropReader(CalibrationDataReader):
-    """Training crops, preprocessed exactly as the model card says serving will (frame mask,
-    normalisation), so the activation ranges are measured on what the model will really see."""
+    """Calibration data for ONNX Runtime: ``served_batches``, so the activation ranges are
+    measured on what the model will really see."""
 
     def __init__(self, cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 8):
-        rows = [r for r in read_manifest(cache) if r["split"] == "train"]
-        rng = np.random.default_rng(seed)
-        # balanced over sources and labels, so no set dominates the activation ranges
-        by_cell: dict[tuple, list[dict]] = {}
-        for r in rows:
-            by_cell.setdefault((r["source"], r["label"]), []).append(r)
-        per_cell = max(1, count // len(by_cell))
-        picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
-        crops = load_crops(cache, picked, predictor.input_size)
-        self._batches = [predictor.preprocess(crops[i : i + batch]) for i in range(0, len(crops), batch)]
+        self._batches = served_batches(cache, count, predictor, seed, batch)
         self._it = iter(self._batches)
 
     def get_next(self):

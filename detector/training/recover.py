@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..classifier import Predictor
 from .model import create_model
 from .prepare import DEFAULT_CACHE
+from .quantize import served_batches
 
 
 def _initializers(graph) -> dict[str, np.ndarray]:
@@ -146,20 +148,6 @@ def rebuild(onnx_path: Path, arch: str, batches: list[torch.Tensor]) -> nn.Modul
     return model
 
 
-def calibration_batches(
-    cache: Path, size: int, frame_mask: float, count: int, batch: int
-) -> list[torch.Tensor]:
-    """Training crops preprocessed as served: what the batch norms' statistics come from."""
-    from .train import CropSet, read_manifest, select
-
-    rows = select(read_manifest(cache), "train", None, set())
-    rng = np.random.default_rng(0)
-    picked = [rows[i] for i in rng.choice(len(rows), size=min(len(rows), count * batch), replace=False)]
-    dataset = CropSet(cache, picked, False, size, [], seed=0, frame_mask=frame_mask)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False)
-    return [x for x, _ in loader]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir", type=Path, help="a folder with model.onnx and card.json")
@@ -171,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads((args.model_dir / "card.json").read_text())
     arch = card["training"]["args"]["arch"]
     size = card["input_size"]
-    batches = calibration_batches(args.cache, size, card.get("frame_mask", 0.0), args.batches, 32)
+    predictor = Predictor(args.model_dir)  # its preprocessing only: the crops as served
+    batches = [
+        torch.from_numpy(b) for b in served_batches(args.cache, args.batches * 32, predictor, batch=32)
+    ]
     model = rebuild(args.model_dir / card["file"], arch, batches)
     train_args = dict(card["training"]["args"], cache=str(args.cache))
     payload = {
