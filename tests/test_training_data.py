@@ -456,10 +456,11 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     assert 0 <= control["int8"]["auc"] <= 1
 
 
-def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cache):
-    """The shipped INT8 file back as a torch model: same scores as the file (up to INT8
+@pytest.mark.parametrize("folder", ["unmask-lite0-0.1.0", "unmask-lite0"])  # unpruned, pruned
+def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cache, folder):
+    """A shipped INT8 file back as a torch model: same scores as the file (up to INT8
     activation rounding), and batch norms whose statistics match the data, so a training-mode
-    forward pass does not rescale the network."""
+    forward pass does not rescale the network. A pruned file gets its thinner layers."""
     import onnxruntime as ort
     import torch
 
@@ -467,7 +468,7 @@ def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cac
     from detector.training.quantize import served_batches
     from detector.training.recover import rebuild
 
-    model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0-0.1.0"  # unpruned
+    model_dir = Path(__file__).resolve().parents[1] / "models" / folder
     card = json.loads((model_dir / "card.json").read_text())
     (x,) = (torch.from_numpy(b) for b in served_batches(tiny_cache, 12, Predictor(model_dir), batch=12))
     model = rebuild(model_dir / card["file"], "lite0", [x])
@@ -483,3 +484,28 @@ def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cac
     folded = rebuild(model_dir / card["file"], "lite0", [])
     with torch.no_grad():
         assert np.allclose(folded(x).numpy().ravel(), ours, atol=1e-3)
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"]
+
+
+def test_recover_writes_a_pruned_checkpoint_that_loads_and_trains(tmp_path, tiny_cache):
+    """The shipped (pruned) model as a checkpoint pruning and distillation can start from."""
+    import torch
+
+    from detector.training import recover
+    from detector.training.export import load_checkpoint
+
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0"
+    out = tmp_path / "shipped.pt"
+    assert (
+        recover.main([str(model_dir), "--out", str(out), "--cache", str(tiny_cache), "--batches", "1"]) == 0
+    )
+    model, ckpt = load_checkpoint(out)
+    assert ckpt["pruned"] and ckpt["arch"] == "lite0"
+    assert (
+        sum(p.numel() for p in model.parameters())
+        == json.loads((model_dir / "card.json").read_text())["parameters"]
+    )
+    x = torch.rand(2, 3, 224, 224)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -243,10 +243,13 @@ def prune(args: argparse.Namespace) -> list[dict]:
     out, cache = Path(args.out), Path(args.cache)
     videos = None if args.no_videos else Path(args.videos)
     model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
-    teacher, _ = export_mod.load_checkpoint(Path(args.teacher or args.checkpoint))
+    base = Path(args.base or args.checkpoint)
+    teacher, _ = export_mod.load_checkpoint(Path(args.teacher or base))
     teacher.to(memory_format=torch.channels_last)
     size = ckpt.get("size") or 224
-    base_params, base_macs = count_parameters(model), count_macs(model, size)
+    unpruned = export_mod.load_checkpoint(base)[0] if args.base else model
+    base_params, base_macs = count_parameters(unpruned), count_macs(unpruned, size)
+    del unpruned
     stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed)
     table_path = out / "pruning.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else []
@@ -269,8 +272,9 @@ def prune(args: argparse.Namespace) -> list[dict]:
         print(markdown([row]).splitlines()[-1], flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
-    if 0.0 not in done:
-        record(0.0, Path(args.checkpoint), 0.0)
+    start = round(1 - count_parameters(model) / base_params, 4)
+    if not args.no_start and start not in done:
+        record(start, Path(args.checkpoint), 0.0)
     if args.control_steps:
         return [control(model, teacher, stream, ckpt, out, cache, videos, args, command)]
     levels = sorted(float(v) for v in args.levels.split(","))
@@ -315,7 +319,8 @@ def prune(args: argparse.Namespace) -> list[dict]:
             f"channels rounded to {args.round_to}, "
             + ("residual stream pruned too" if args.prune_residual else "residual stream kept"),
             "target_removed": target,
-            "teacher": str(args.teacher or args.checkpoint).replace(str(Path.home()), "~"),
+            "teacher": str(args.teacher or base).replace(str(Path.home()), "~"),
+            "base": str(base).replace(str(Path.home()), "~"),
             "command": command,
         }
         ckpt_path = out / level_name(target) / "model.pt"
@@ -331,7 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=".cache/pruned")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
     ap.add_argument(
-        "--teacher", default="", help="distil from this checkpoint (default: the unpruned student)"
+        "--base",
+        default="",
+        help="the unpruned model the levels are fractions of, when the checkpoint is already pruned "
+        "(default: the checkpoint)",
+    )
+    ap.add_argument("--teacher", default="", help="distil from this checkpoint (default: the base)")
+    ap.add_argument(
+        "--no-start", action="store_true", help="do not evaluate the checkpoint itself as the first row"
     )
     ap.add_argument("--levels", default=",".join(str(v) for v in DEFAULT_LEVELS))
     ap.add_argument("--step-ratio", type=float, default=0.02, help="share of channels removed per step")

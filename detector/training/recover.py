@@ -25,6 +25,7 @@ from torch import nn
 from ..classifier import Predictor
 from .model import create_model
 from .prepare import DEFAULT_CACHE
+from .prune import count_parameters
 from .quantize import served_batches
 
 
@@ -94,6 +95,24 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d
     return pairs
 
 
+def thin(conv: nn.Conv2d, bn: nn.BatchNorm2d, shape: tuple, name: str) -> None:
+    """Give a layer the channel counts a pruned file has (pruning removes whole channels, so the
+    kernel size and stride stay; a depthwise convolution stays one group per channel)."""
+    out_channels, in_per_group = int(shape[0]), int(shape[1])
+    if tuple(shape[2:]) != tuple(conv.weight.shape[2:]) or out_channels > conv.out_channels:
+        raise ValueError(f"{name}: file has {tuple(shape)}, the architecture {tuple(conv.weight.shape)}")
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels
+    conv.out_channels = out_channels
+    conv.in_channels = out_channels if depthwise else in_per_group
+    conv.groups = out_channels if depthwise else conv.groups
+    conv.weight = nn.Parameter(torch.empty(tuple(shape)))
+    bn.num_features = out_channels
+    bn.weight = nn.Parameter(torch.ones(out_channels))
+    bn.bias = nn.Parameter(torch.zeros(out_channels))
+    bn.running_mean = torch.zeros(out_channels)
+    bn.running_var = torch.ones(out_channels)
+
+
 def rebuild(onnx_path: Path, arch: str, batches: list[torch.Tensor]) -> nn.Module:
     """The model with the file's weights, batch norms unfolded on ``batches`` (see module doc)."""
     convs, fc_weight, fc_bias = folded_weights(onnx_path)
@@ -106,7 +125,7 @@ def rebuild(onnx_path: Path, arch: str, batches: list[torch.Tensor]) -> nn.Modul
         for name, conv, bn in pairs:
             weight, bias = convs[name]
             if tuple(weight.shape) != tuple(conv.weight.shape):
-                raise ValueError(f"{name}: file has {weight.shape}, {arch} has {tuple(conv.weight.shape)}")
+                thin(conv, bn, weight.shape, name)
             conv.weight.copy_(torch.from_numpy(weight))
             biases[name] = torch.from_numpy(bias)
             # Exact folded output first: BN(x) = x + bias.
@@ -114,6 +133,8 @@ def rebuild(onnx_path: Path, arch: str, batches: list[torch.Tensor]) -> nn.Modul
             bn.running_var.fill_(1 - bn.eps)
             bn.weight.fill_(1.0)
             bn.bias.copy_(biases[name])
+        if model._fc.in_features != fc_weight.shape[1]:
+            model._fc = nn.Linear(fc_weight.shape[1], fc_weight.shape[0])
         model._fc.weight.copy_(torch.from_numpy(fc_weight))
         model._fc.bias.copy_(torch.from_numpy(fc_bias))
 
@@ -165,8 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     model = rebuild(args.model_dir / card["file"], arch, batches)
     train_args = dict(card["training"]["args"], cache=str(args.cache))
+    pruned = count_parameters(model) != count_parameters(create_model(arch, pretrained=False))
+    if pruned:  # thinner layers: torch-pruning's state rebuilds them (export.load_checkpoint)
+        import torch_pruning as tp
+
+        state = tp.state_dict(model)
+    else:
+        state = model.state_dict()
     payload = {
-        "model": model.state_dict(),
+        "model": state,
+        "pruned": pruned,
         "arch": arch,
         "size": size,
         "args": train_args,

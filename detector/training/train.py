@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..faces import mask_frame
 from .augment import augment
+from .export import load_checkpoint
 from .model import ARCHS, MEAN, STD, create_model, freeze_stem
 from .prepare import DEFAULT_CACHE
 from .sbi import self_blend
@@ -234,10 +235,8 @@ def train(args: argparse.Namespace) -> Path:
 
     teacher = None
     if args.teacher:
-        ckpt = torch.load(args.teacher, map_location="cpu", weights_only=False)
-        teacher = create_model(ckpt["arch"], pretrained=False)
-        teacher.load_state_dict(ckpt["model"])
-        teacher.eval().to(memory_format=torch.channels_last)
+        teacher, ckpt = load_checkpoint(Path(args.teacher))
+        teacher.to(memory_format=torch.channels_last)
         teacher_size = ckpt.get("size") or ARCHS[ckpt["arch"]].input_size
 
     state = {"step": 0, "best_auc": -1.0, "history": [], "seconds": 0.0}
