@@ -509,3 +509,36 @@ def test_recover_writes_a_pruned_checkpoint_that_loads_and_trains(tmp_path, tiny
     model.train()
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.slow
+def test_ablate_tiny_runs_each_recipe_at_one_budget_and_resumes(tmp_path, monkeypatch, tiny_cache):
+    from detector.training import ablate
+
+    teacher = _train_tiny(tmp_path, monkeypatch, tiny_cache) / "best.pt"
+    out = tmp_path / "ablation"
+    argv = ["--out", str(out), "--cache", str(tiny_cache), "--teacher", str(teacher), "--alphas", "0.5"]
+    argv += ["--withhold", "", "--steps", "2", "--size", "64", "--batch", "4", "--threads", "1"]
+    assert ablate.main(argv) == 0
+    table = json.loads((out / "ablation.json").read_text())
+    assert [r["run"] for r in table] == ["alone", "no-sbi", "kd-0.5"]
+    for r in table:
+        assert "--steps 2" in r["flags"] and 0 <= r["auc"] <= 1 and set(r["per_source"]) == {"mini"}
+    assert "--teacher" in table[2]["flags"] and "--sbi 0 " in table[1]["flags"] + " "
+    assert (out / "kd-0.5" / "model.onnx").exists()
+    assert ablate.main(argv) == 0  # all done: nothing retrained
+    assert len(json.loads((out / "ablation.json").read_text())) == 3
+
+
+def test_ablate_plans_leave_one_out_with_and_without_sbi():
+    from detector.training import ablate
+
+    plan = ablate.runs("", [0.25], ["photoshop", "dfdc:fake"])
+    assert set(plan) == {
+        "alone", "no-sbi", "without-photoshop", "without-photoshop-no-sbi",
+        "without-dfdc-fake", "without-dfdc-fake-no-sbi",
+    }  # fmt: skip
+    assert plan["without-dfdc-fake"] == ["--sbi", "0.3", "--exclude", "dfdc:fake"]
+    report = {"per_source": {"dfdc": {"auc": 0.61}, "photoshop": {"auc": 0.55}}}
+    assert ablate.withheld_auc(report, "dfdc:fake") == 0.61
+    assert ablate.withheld_auc(report, "photoshop") == 0.55
