@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults prepare train teacher train-kd prune export quantize mobile evaluate clean
+.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults prepare train teacher train-kd prune ablate export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -87,6 +87,11 @@ $(SHIPPED_CKPT): models/unmask-lite0-0.1.0/model.onnx
 prune: setup $(SHIPPED_CKPT)
 	$(PY) -m detector.training.prune $(SHIPPED_CKPT) --out .cache/pruned --levels 0.2,0.3,0.35,0.4,0.5,0.6 \
 		--step-finetune 10 --level-finetune 200 --importance-batches 2 $(ARGS)
+
+# Issue 3's ablations at one budget (SBI on/off, distillation alpha sweep against the student
+# alone, leave-one-source-out), each run exported and evaluated as served: .cache/ablation.
+ablate: setup $(SHIPPED_CKPT)
+	$(PY) -m detector.training.ablate --teacher $(SHIPPED_CKPT) --steps 400 --size 160 $(ARGS)
 
 export: setup
 	$(PY) -m detector.training.export $(HOME)/.cache/unmask/runs/lite0-v3/best.pt --out .cache/models/fp32

@@ -542,3 +542,27 @@ def test_ablate_plans_leave_one_out_with_and_without_sbi():
     report = {"per_source": {"dfdc": {"auc": 0.61}, "photoshop": {"auc": 0.55}}}
     assert ablate.withheld_auc(report, "dfdc:fake") == 0.61
     assert ablate.withheld_auc(report, "photoshop") == 0.55
+
+
+def test_breakdown_scores_each_source_and_its_fakes_against_other_reals():
+    from detector.training.evaluate import breakdown
+
+    rows = [
+        {"source": "gan", "generator": "stylegan2", "label": 1},
+        {"source": "gan", "generator": "stylegan2", "label": 1},
+        {"source": "gan", "generator": "real", "label": 0},
+        {"source": "gan", "generator": "real", "label": 0},
+        {"source": "utkface", "generator": "real", "label": 0},
+        {"source": "utkface", "generator": "real", "label": 0},
+        {"source": "diffusion", "generator": "t2i:SDXL", "label": 1},
+    ]
+    labels = np.array([r["label"] for r in rows])
+    # the GAN fakes beat their own reals but not the other set's: a source-specific shortcut
+    scores = np.array([0.6, 0.7, 0.1, 0.2, 0.8, 0.9, 0.95])
+    out = breakdown(rows, labels, scores)
+    gan = out["per_source"]["gan"]
+    assert gan["auc"] == 1.0 and gan["auc_fakes_vs_other_reals"] == 0.0 and gan["n"] == 4
+    # a one-class source is scored against the other sets' opposite class
+    assert out["per_source"]["diffusion"]["auc"] == 1.0
+    assert "auc_fakes_vs_other_reals" not in out["per_source"]["utkface"]
+    assert set(out["per_generator"]) == {"stylegan2", "t2i:SDXL"}

@@ -53,6 +53,11 @@ def breakdown(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
                 else mask | ((labels == 1) & (src != s))
             )
         per_source[s] = {"auc": round(auc(labels[mask], scores[mask]), 4), "n": int((src == s).sum())}
+        if len(set(labels[src == s])) == 2 and ((labels == 0) & (src != s)).any():
+            # its fakes against everyone else's reals: a model that had learnt this source's own
+            # reals (their framing, their camera) rather than its fakes would fall here
+            other = ((src == s) & (labels == 1)) | ((src != s) & (labels == 0))
+            per_source[s]["auc_fakes_vs_other_reals"] = round(auc(labels[other], scores[other]), 4)
     per_generator = {}
     for g in sorted(set(gen[labels == 1])):
         mask = (gen == g) | (labels == 0)
