@@ -2,7 +2,7 @@
 against the same student alone at several alphas, and leave-one-source-out.
 
     python -m detector.training.ablate --teacher ~/.cache/unmask/runs/shipped/best.pt \\
-        --steps 400 --size 160 --out .cache/ablation
+        --steps 300 --size 160 --out .cache/ablation
 
 A recipe's parts can only be compared when everything else is held fixed: every run here starts
 from the same ImageNet weights, sees the same number of batches of the same size in the same
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "--withhold", default="photoshop,gan", help="comma list for leave-one-out ('source' or 'source:fake')"
     )
     ap.add_argument("--only", default="", help="comma list of run names (default all)")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)

@@ -9,7 +9,9 @@ weights per channel), so the weights are dequantized and then unfolded: every ba
 the running statistics of its convolution's output on training crops and the scale and shift
 that give back the folded output exactly. Inference is unchanged; in training mode batch
 statistics sit where the running ones are, so fine-tuning starts from the model that shipped
-instead of from a network its own batch norms would rescale.
+instead of from a network its own batch norms would rescale. A pruned file rebuilds too: its
+layers are thinned to the file's channel counts and the checkpoint holds torch-pruning's state,
+so a release can be pruned further from the previous one.
 """
 
 from __future__ import annotations
