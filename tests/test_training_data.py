@@ -454,6 +454,15 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     control = json.loads((out / "control.json").read_text())
     assert control["steps"] == 2 and control["parameters"] == base["parameters"]
     assert 0 <= control["int8"]["auc"] <= 1
+    # further from the pruned level, counted against the unpruned base (a release from the last)
+    further = tmp_path / "further"
+    argv = [str(out / "p10" / "model.pt"), "--base", str(run_dir / "best.pt"), "--out", str(further)]
+    level = round(pruned["removed"] + 0.05, 2)  # one 5 % step can remove far more on a tiny model
+    argv += ["--cache", str(tiny_cache), "--no-videos", "--no-start", *flags.split(), "--levels", str(level)]
+    assert prune_mod.main(argv) == 0
+    (row,) = json.loads((further / "pruning.json").read_text())
+    assert row["target"] == level and row["removed"] >= level and row["parameters"] < pruned["parameters"]
+    assert row["macs"] < pruned["macs"] and row["base_macs"] == base["macs"]
 
 
 @pytest.mark.parametrize("folder", ["unmask-lite0-0.1.0", "unmask-lite0"])  # unpruned, pruned
