@@ -44,24 +44,26 @@ def breakdown(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
     src = np.array([r["source"] for r in rows])
     gen = np.array([r["generator"] for r in rows])
     per_source = {}
+
+    def score(mask: np.ndarray) -> float:
+        return round(auc(labels[mask], scores[mask]), 4)
+
     for s in sources:
-        mask = src == s
-        if len(set(labels[mask])) < 2:  # one-class set: score against all reals of other sets
-            mask = (
-                mask | ((labels == 0) & (src != s))
-                if labels[mask].max() == 1
-                else mask | ((labels == 1) & (src != s))
-            )
-        per_source[s] = {"auc": round(auc(labels[mask], scores[mask]), 4), "n": int((src == s).sum())}
-        if len(set(labels[src == s])) == 2 and ((labels == 0) & (src != s)).any():
-            # its fakes against everyone else's reals: a model that had learnt this source's own
-            # reals (their framing, their camera) rather than its fakes would fall here
-            other = ((src == s) & (labels == 1)) | ((src != s) & (labels == 0))
-            per_source[s]["auc_fakes_vs_other_reals"] = round(auc(labels[other], scores[other]), 4)
+        own = src == s
+        fakes_vs_other_reals = (own & (labels == 1)) | (~own & (labels == 0))
+        if len(set(labels[own])) == 2:
+            per_source[s] = {"auc": score(own), "n": int(own.sum())}
+            if (~own & (labels == 0)).any():
+                # its fakes against everyone else's reals: a model that had learnt this source's
+                # own reals (their framing, their camera) rather than its fakes would fall here
+                per_source[s]["auc_fakes_vs_other_reals"] = score(fakes_vs_other_reals)
+        else:  # one-class set: scored against the other sets' opposite class
+            one_class = fakes_vs_other_reals if labels[own].max() == 1 else ~fakes_vs_other_reals
+            per_source[s] = {"auc": score(one_class), "n": int(own.sum())}
     per_generator = {}
     for g in sorted(set(gen[labels == 1])):
         mask = (gen == g) | (labels == 0)
-        per_generator[g] = {"auc": round(auc(labels[mask], scores[mask]), 4), "n": int((gen == g).sum())}
+        per_generator[g] = {"auc": score(mask), "n": int((gen == g).sum())}
     return {"per_source": per_source, "per_generator": per_generator}
 
 
