@@ -71,6 +71,8 @@ class Predictor:
         self._lock = threading.Lock()
         self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._std = np.array(self.card.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._scale = (1.0 / (255.0 * self._std)).astype(np.float32)
+        self._offset = (-self._mean / self._std).astype(np.float32)
 
     @property
     def input_size(self) -> int:
@@ -104,6 +106,29 @@ class Predictor:
         return session
 
     def preprocess(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Crops (N x S x S x 3, uint8 RGB) as the network's input, the frame masked.
+
+        ``((v / 255) - mean) / std`` is one multiply and one add per channel written straight
+        into the output, and the masked frame is filled with what a black pixel becomes, so only
+        the unmasked centre is converted: at one thread this took a fifth of a crop's time when
+        written step by step (``make bench`` compares the two).
+        """
+        batch = np.asarray(crops) if not isinstance(crops, list) else np.stack([np.asarray(c) for c in crops])
+        size = self.input_size
+        if batch.ndim != 4 or batch.shape[1:3] != (size, size):
+            raise ValueError(f"crops must be {size}x{size}, got {batch.shape[1:3]}")
+        b = round(size * self.card.frame_mask) if self.card.frame_mask > 0 else 0
+        out = np.empty((len(batch), 3, size, size), dtype=np.float32)
+        out[...] = self._offset
+        centre = batch[:, b : size - b, b : size - b, :].transpose(0, 3, 1, 2)
+        view = out[:, :, b : size - b, b : size - b]
+        np.multiply(centre, self._scale, out=view, casting="unsafe")
+        view += self._offset
+        return out
+
+    def preprocess_stepwise(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The same input computed step by step: the reference ``preprocess`` is tested and
+        benchmarked against."""
         batch = np.stack([mask_frame(np.asarray(c), self.card.frame_mask) for c in crops])
         batch = batch.astype(np.float32) / 255.0
         if batch.shape[1:3] != (self.input_size, self.input_size):

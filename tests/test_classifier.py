@@ -6,6 +6,7 @@ for any correctly exported model: shapes, ranges, batching, and the card agreein
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -124,3 +125,19 @@ def test_preprocess_normalises_as_the_card_says(predictor, crops):
     assert x.shape == (1, 3, card.input_size, card.input_size) and x.dtype == np.float32
     expected = (crops[0, 10, 20, 1] / 255.0 - card.mean[1]) / card.std[1]
     assert x[0, 1, 10, 20] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("frame_mask", [0.0, 0.1, 0.25])
+def test_preprocess_matches_the_stepwise_reference(model_dir, crops, frame_mask):
+    """The fused path (one multiply-add, frame filled) gives the step-by-step input exactly."""
+    predictor = Predictor(model_dir)
+    predictor.card = dataclasses.replace(predictor.card, frame_mask=frame_mask)
+    noise = np.random.default_rng(0).integers(0, 256, crops.shape, dtype=np.uint8)
+    for batch in (crops[:1], crops, noise, list(noise[:3])):
+        fused, stepwise = predictor.preprocess(batch), predictor.preprocess_stepwise(batch)
+        assert fused.shape == stepwise.shape and fused.dtype == np.float32 and fused.flags.c_contiguous
+        assert np.abs(fused - stepwise).max() < 1e-5
+    b = round(predictor.input_size * frame_mask)
+    if b:  # the masked frame is what a black pixel becomes, whatever the crop had there
+        black = (0.0 - np.array(predictor.card.mean)) / np.array(predictor.card.std)
+        assert np.allclose(predictor.preprocess(noise[:1])[0, :, :b, :].mean(axis=(1, 2)), black, atol=1e-5)
