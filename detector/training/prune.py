@@ -210,14 +210,13 @@ def control(
     teacher: nn.Module,
     stream: Iterator[tuple],
     ckpt: dict,
-    out: Path,
-    cache: Path,
-    videos: Path | None,
     args: argparse.Namespace,
     command: str,
 ) -> dict:
     """The unpruned model fine-tuned exactly as a level is, without pruning: how much of a
     level's change in AUC is the fine-tuning's own (``<out>/control.json``)."""
+    out, cache = Path(args.out), Path(args.cache)
+    videos = None if args.no_videos else Path(args.videos)
     started = time.time()
     model.to(memory_format=torch.channels_last)
     finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature, decay=True)
@@ -244,12 +243,19 @@ def prune(args: argparse.Namespace) -> list[dict]:
     videos = None if args.no_videos else Path(args.videos)
     model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
     base = Path(args.base or args.checkpoint)
-    teacher, _ = export_mod.load_checkpoint(Path(args.teacher or base))
-    teacher.to(memory_format=torch.channels_last)
+    teacher_path = Path(args.teacher or base)
+    teacher, _ = export_mod.load_checkpoint(teacher_path)
     size = ckpt.get("size") or 224
-    unpruned = export_mod.load_checkpoint(base)[0] if args.base else model
+    # levels count against the unpruned base: the start itself, or (--base) the teacher by default
+    if not args.base:
+        unpruned = model
+    elif teacher_path == base:
+        unpruned = teacher
+    else:
+        unpruned = export_mod.load_checkpoint(base)[0]
     base_params, base_macs = count_parameters(unpruned), count_macs(unpruned, size)
     del unpruned
+    teacher.to(memory_format=torch.channels_last)
     stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed)
     table_path = out / "pruning.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else []
@@ -276,7 +282,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     if not args.no_start and start not in done:
         record(start, Path(args.checkpoint), 0.0)
     if args.control_steps:
-        return [control(model, teacher, stream, ckpt, out, cache, videos, args, command)]
+        return [control(model, teacher, stream, ckpt, args, command)]
     levels = sorted(float(v) for v in args.levels.split(","))
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
