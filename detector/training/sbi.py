@@ -22,9 +22,17 @@ def hull_mask(shape: tuple[int, int], landmarks: np.ndarray | None, rng: np.rand
         hull = cv2.convexHull(landmarks.astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 1.0)
     else:
-        # the crop is centred on the face box (margin 0.2 per side): the face spans ~70 %
-        axes = (int(w * rng.uniform(0.28, 0.34)), int(h * rng.uniform(0.33, 0.4)))
-        cv2.ellipse(mask, (w // 2, int(h * 0.52)), axes, 0, 0, 360, 1.0, -1)
+        mask = face_ellipse(shape, rng.uniform(0.28, 0.34), rng.uniform(0.33, 0.4))
+    return mask
+
+
+def face_ellipse(shape: tuple[int, int], rx: float = 0.31, ry: float = 0.365) -> np.ndarray:
+    """Where the face is in a crop without landmarks: the crop is centred on the face box with a
+    margin of 0.2 a side, so the face spans about 70 % of it; ``rx`` and ``ry`` are the ellipse's
+    half-axes as fractions of the side."""
+    h, w = shape
+    mask = np.zeros((h, w), dtype=np.float32)
+    cv2.ellipse(mask, (w // 2, int(h * 0.52)), (int(w * rx), int(h * ry)), 0, 0, 360, 1.0, -1)
     return mask
 
 
