@@ -548,6 +548,10 @@ def test_ablate_plans_leave_one_out_with_and_without_sbi():
         "without-dfdc-fake", "without-dfdc-fake-no-sbi",
     }  # fmt: skip
     assert plan["without-dfdc-fake"] == ["--sbi", "0.3", "--exclude", "dfdc:fake"]
+    assert ablate.runs("", [], [], (0.5,)) == {
+        "alone": ["--sbi", "0.3"], "no-sbi": ["--sbi", "0"],
+        "background-dropout-0.5": ["--sbi", "0.3", "--background-dropout", "0.5"],
+    }  # fmt: skip
     report = {"per_source": {"dfdc": {"auc": 0.61}, "photoshop": {"auc": 0.55}}}
     assert ablate.withheld_auc(report, "dfdc:fake") == 0.61
     assert ablate.withheld_auc(report, "photoshop") == 0.55
@@ -605,3 +609,23 @@ def test_background_check_tells_a_face_cue_from_a_background_cue(label_in):
     )
     assert out[cue]["auc"] == 1.0 and out[cue]["per_source"]["gan"]["auc"] == 1.0
     assert out[other]["auc"] < 0.8  # the other region alone cannot tell the classes apart
+
+
+def test_background_dropout_keeps_the_face_ellipse_only_and_only_in_training(tiny_cache):
+    from detector.training.model import MEAN, STD
+    from detector.training.sbi import face_ellipse
+    from detector.training.train import CropSet, drop_background, read_manifest
+
+    image = np.full((CROP_SIZE, CROP_SIZE, 3), 200, np.uint8)
+    dropped = drop_background(image)
+    inside = face_ellipse(image.shape[:2]) > 0
+    assert (dropped[inside] == 200).all() and (dropped[~inside] == 0).all() and dropped.dtype == np.uint8
+    rows = [r for r in read_manifest(tiny_cache) if r["split"] == "train"][:4]
+    always = CropSet(tiny_cache, rows, True, CROP_SIZE, background_dropout=1.0)
+    never = CropSet(tiny_cache, rows, False, CROP_SIZE, background_dropout=1.0)  # evaluation: untouched
+    import torch
+
+    outside = torch.from_numpy(~inside)
+    black = torch.tensor([(0.0 - m) / sd for m, sd in zip(MEAN, STD, strict=True)]).view(3, 1)
+    assert torch.allclose(always[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)
+    assert not torch.allclose(never[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)

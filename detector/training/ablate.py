@@ -1,5 +1,6 @@
 """What each part of the training recipe is worth, at one budget: SBI on and off, distillation
-against the same student alone at several alphas, and leave-one-source-out.
+against the same student alone at several alphas, leave-one-source-out, and (with
+``--background-dropout``) training that sometimes shows only the face.
 
     python -m detector.training.ablate --teacher ~/.cache/unmask/runs/shipped/best.pt \\
         --steps 300 --size 160 --out .cache/ablation
@@ -10,7 +11,8 @@ order (one seed), with the same schedule, and is then exported and evaluated exa
 model is (``evaluate``, ONNX Runtime, test split, JPEG 95 / 30). The budget is small so that the
 whole table fits one CPU session; its absolute AUCs are those of short runs, and only the
 differences between rows answer the questions. A leave-one-out row is read on its withheld
-source, which that run never saw. Finished runs are kept in ``<out>/ablation.json`` and skipped
+source, which that run never saw; the last column is GAN's AUC on the face alone and on the
+background alone (``evaluate.background_check``). Finished runs are kept in ``<out>/ablation.json`` and skipped
 when the command is rerun.
 """
 
@@ -27,10 +29,14 @@ from . import train as train_mod
 from .prepare import DEFAULT_CACHE
 
 
-def runs(teacher: str, alphas: list[float], withhold: list[str]) -> dict[str, list[str]]:
+def runs(
+    teacher: str, alphas: list[float], withhold: list[str], background_dropout: tuple[float, ...] = ()
+) -> dict[str, list[str]]:
     """Each run's name and its flags beyond the shared ones. ``alone`` is the reference: the
     shipped recipe (SBI at 0.3 of the fakes) without a teacher."""
     table = {"alone": ["--sbi", "0.3"], "no-sbi": ["--sbi", "0"]}
+    for share in background_dropout:
+        table[f"background-dropout-{share:g}"] = ["--sbi", "0.3", "--background-dropout", str(share)]
     if teacher:
         for alpha in alphas:
             table[f"kd-{alpha:g}"] = ["--sbi", "0.3", "--teacher", teacher, "--alpha", str(alpha)]
@@ -58,6 +64,10 @@ def row(name: str, flags: list[str], report: dict, minutes: float) -> dict:
         "auc_jpeg30": report["jpeg_auc"]["30"]["auc"],
         "per_source": {k: v["auc"] for k, v in report["per_source"].items()},
     }
+    if "background_check" in report:  # GAN's AUC on the face alone and on the background alone
+        check = report["background_check"]
+        out["gan_face_only"] = check["face_only"]["per_source"].get("gan", {}).get("auc")
+        out["gan_background_only"] = check["background_only"]["per_source"].get("gan", {}).get("auc")
     if "--exclude" in flags:
         held = flags[flags.index("--exclude") + 1]
         out["withheld"] = held
@@ -68,15 +78,19 @@ def row(name: str, flags: list[str], report: dict, minutes: float) -> dict:
 def markdown(rows: list[dict]) -> str:
     sources = sorted({s for r in rows for s in r["per_source"]})
     lines = [
-        "| run | minutes | AUC | JPEG 95 / 30 | " + " | ".join(sources) + " | withheld AUC |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in sources) + " | ---: |",
+        "| run | minutes | AUC | JPEG 95 / 30 | "
+        + " | ".join(sources)
+        + " | withheld AUC | GAN face / background |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in sources) + " | ---: | ---: |",
     ]
     for r in rows:
         cells = [f"{r['per_source'].get(s, float('nan')):.3f}" for s in sources]
         held = f"{r['withheld']}: {r['withheld_auc']:.3f}" if "withheld" in r else ""
+        parts = (r.get("gan_face_only"), r.get("gan_background_only"))
+        gan = f"{parts[0]:.3f} / {parts[1]:.3f}" if None not in parts else ""
         lines.append(
             f"| {r['run']} | {r['minutes']} | {r['auc']:.4f} | {r['auc_jpeg95']:.3f} / {r['auc_jpeg30']:.3f} "
-            f"| {' | '.join(cells)} | {held} |"
+            f"| {' | '.join(cells)} | {held} | {gan} |"
         )
     return "\n".join(lines)
 
@@ -89,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alphas", default="0.25,0.5,0.75")
     ap.add_argument(
         "--withhold", default="photoshop,gan", help="comma list for leave-one-out ('source' or 'source:fake')"
+    )
+    ap.add_argument(
+        "--background-dropout", default="", help="comma list of shares for train.py's --background-dropout"
     )
     ap.add_argument("--only", default="", help="comma list of run names (default all)")
     ap.add_argument("--steps", type=int, default=300)
@@ -107,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         args.teacher,
         [float(a) for a in args.alphas.split(",") if a],
         [w for w in args.withhold.split(",") if w],
+        tuple(float(b) for b in args.background_dropout.split(",") if b),
     )
     only = set(args.only.split(",")) if args.only else set(plan)
     shared = [

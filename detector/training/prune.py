@@ -71,7 +71,14 @@ def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> 
     sbi_share = float(train_args.get("sbi", 0.0))
     sbi_rows = [r for r in rows if r["label"] == 0] if sbi_share > 0 else []
     dataset = CropSet(
-        cache, rows, True, size, sbi_rows, seed=seed, frame_mask=float(train_args.get("frame_mask", 0.0))
+        cache,
+        rows,
+        True,
+        size,
+        sbi_rows,
+        seed=seed,
+        frame_mask=float(train_args.get("frame_mask", 0.0)),
+        background_dropout=float(train_args.get("background_dropout", 0.0)),
     )
     weights = balanced_weights(rows, sbi_rows, sbi_share)
     for epoch in itertools.count():
