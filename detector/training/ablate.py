@@ -12,8 +12,8 @@ model is (``evaluate``, ONNX Runtime, test split, JPEG 95 / 30). The budget is s
 whole table fits one CPU session; its absolute AUCs are those of short runs, and only the
 differences between rows answer the questions. A leave-one-out row is read on its withheld
 source, which that run never saw; the last column is GAN's AUC on the face alone and on the
-background alone (``evaluate.background_check``). Finished runs are kept in ``<out>/ablation.json`` and skipped
-when the command is rerun.
+background alone (``evaluate.background_check``). Finished runs are kept in
+``<out>/ablation.json`` and skipped when the command is rerun.
 """
 
 from __future__ import annotations
