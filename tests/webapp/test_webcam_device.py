@@ -2,9 +2,9 @@
 
 Chromium (Debian's, driven by Playwright, as in test_e2e.py) gets a fake camera playing a .y4m
 cut from a real face video. On-device runs use an app served here with a request log, so the test
-can see on the server side that no frame was posted; they need no Redis or worker. The parity
-check against the Python predictor and the fallback to server inference with the real worker
-(``live_server``) are marked slow.
+can see on the server side that no frame was posted; they need no Redis or worker. Every test
+that drives Chromium is marked slow: `make setup` does not install a browser (CI does, with
+``scripts/system-deps.sh --with-browser``), so the default test command runs on a fresh machine.
 """
 
 from __future__ import annotations
@@ -189,6 +189,7 @@ def test_vendored_files_match_the_pinned_versions_and_use_no_eval(vendored, repo
 # -- on the device, in headless Chromium ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_webcam_runs_on_the_device_and_sends_no_frame_to_the_server(page, device_server):
     base = device_server.url
     device_server.log.seen.clear()
@@ -217,6 +218,7 @@ def test_webcam_runs_on_the_device_and_sends_no_frame_to_the_server(page, device
     assert not page.csp_errors
 
 
+@pytest.mark.slow
 def test_without_webgl_the_page_sends_frames_to_the_server(playwright, camera, device_server):
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=[*FLAGS, *camera, "--disable-webgl", "--disable-webgl2"]
