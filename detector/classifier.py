@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Settings, get_settings
 from .errors import ModelNotFound
-from .faces import mask_frame
+from .faces import frame_width, mask_frame
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Predictor:
         size = self.input_size
         if batch.ndim != 4 or batch.shape[1:3] != (size, size):
             raise ValueError(f"crops must be {size}x{size}, got {batch.shape[1:3]}")
-        b = round(size * self.card.frame_mask) if self.card.frame_mask > 0 else 0
+        b = frame_width(size, self.card.frame_mask)
         out = np.empty((len(batch), 3, size, size), dtype=np.float32)
         out[...] = self._lut[:, :1].reshape(1, 3, 1, 1)
         centre = batch[:, b : size - b, b : size - b, :]

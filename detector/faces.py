@@ -250,6 +250,12 @@ def crop_face(image: np.ndarray, box: tuple[int, int, int, int], margin: float, 
     return cv2.resize(canvas, (size, size), interpolation=interp)
 
 
+def frame_width(side: int, fraction: float) -> int:
+    """Pixels of ``mask_frame``'s black frame on each edge of a crop ``side`` pixels wide (the
+    browser's cropFace rounds the same way)."""
+    return round(side * fraction) if fraction > 0 else 0
+
+
 def mask_frame(crop: np.ndarray, fraction: float) -> np.ndarray:
     """Black out an even frame of ``fraction`` of the side on each edge of a square crop.
 
@@ -261,6 +267,6 @@ def mask_frame(crop: np.ndarray, fraction: float) -> np.ndarray:
     if fraction <= 0:
         return crop
     out = crop.copy()
-    b = round(crop.shape[0] * fraction)
+    b = frame_width(crop.shape[0], fraction)
     out[:b], out[-b:], out[:, :b], out[:, -b:] = 0, 0, 0, 0
     return out

@@ -212,6 +212,11 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    """Where levels are written, the crop cache, and the clips to judge (none with --no-videos)."""
+    return Path(args.out), Path(args.cache), None if args.no_videos else Path(args.videos)
+
+
 def control(
     model: nn.Module,
     teacher: nn.Module,
@@ -222,8 +227,7 @@ def control(
 ) -> dict:
     """The unpruned model fine-tuned exactly as a level is, without pruning: how much of a
     level's change in AUC is the fine-tuning's own (``<out>/control.json``)."""
-    out, cache = Path(args.out), Path(args.cache)
-    videos = None if args.no_videos else Path(args.videos)
+    out, cache, videos = _paths(args)
     started = time.time()
     model.to(memory_format=torch.channels_last)
     finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature, decay=True)
@@ -246,8 +250,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out, cache = Path(args.out), Path(args.cache)
-    videos = None if args.no_videos else Path(args.videos)
+    out, cache, videos = _paths(args)
     model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
     base = Path(args.base or args.checkpoint)
     teacher_path = Path(args.teacher or base)
