@@ -13,11 +13,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .config import Settings, get_settings
 from .errors import ModelNotFound
 from .faces import frame_width, mask_frame
+from .graph import for_serving
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,25 @@ class Predictor:
 
     ``predict`` returns the fake probability per crop; ``predict_with_heatmaps`` also returns the
     class activation map from the same forward pass (each cell's own fake probability).
+    ``rewrite=False`` serves the file's graph as exported (``detector.graph`` says what the
+    rewrites change: nothing in the scores; ``make bench`` times both).
     """
 
-    def __init__(self, model_dir: Path | None = None, settings: Settings | None = None, batch_size: int = 16):
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        settings: Settings | None = None,
+        batch_size: int = 16,
+        rewrite: bool = True,
+    ):
         self.settings = settings or get_settings()
         self.model_dir = Path(model_dir or self.settings.model_dir)
         self.card = ModelCard.load(self.model_dir)
         self.batch_size = batch_size
+        self.rewrite = rewrite
         self._session = None
+        self._input = "image"
+        self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
         self._lock = threading.Lock()
         self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._std = np.array(self.card.std, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -104,9 +117,54 @@ class Predictor:
             opts.intra_op_num_threads = self.settings.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        log.info("loaded %s (%s) threads=%s", path.name, self.card.version, self.settings.threads or "auto")
+        if self.rewrite:
+            graph = for_serving(path, self._lut)
+            session = ort.InferenceSession(graph.model, sess_options=opts, providers=["CPUExecutionProvider"])
+            self._input, self._table = graph.input_name, graph.table
+        else:
+            graph = None
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._input = session.get_inputs()[0].name
+        log.info(
+            "loaded %s (%s) threads=%s rewrites=%s",
+            path.name,
+            self.card.version,
+            self.settings.threads or "auto",
+            ", ".join(graph.rewrites) if graph and graph.rewrites else "none",
+        )
         return session
+
+    def _check(self, crops) -> np.ndarray:
+        batch = np.asarray(crops) if not isinstance(crops, list) else np.stack([np.asarray(c) for c in crops])
+        size = self.input_size
+        if batch.ndim != 4 or batch.shape[1:3] != (size, size):
+            raise ValueError(f"crops must be {size}x{size}, got {batch.shape[1:3]}")
+        return batch
+
+    def model_input(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Crops as the loaded session takes them: looked-up pixels for a rewritten graph, the
+        float image for the file's."""
+        self.load()
+        return self.preprocess(crops) if self._table is None else self.preprocess_pixels(crops)
+
+    def preprocess_pixels(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Crops as the rewritten graph takes them: uint8 NHWC, each channel's value looked up in
+        the quantization table, the masked frame filled with a black pixel's."""
+        self.load()
+        if self._table is None:
+            raise ValueError(f"{self.card.file} as served takes float input: use preprocess")
+        batch = self._check(crops)
+        size, table = self.input_size, self._table
+        if (table == table[0]).all():  # one table for the three channels: one flat lookup
+            out = cv2.LUT(np.ascontiguousarray(batch).reshape(-1, size * 3), table[0]).reshape(batch.shape)
+        else:
+            lut = np.ascontiguousarray(table.T.reshape(256, 1, 3))
+            out = cv2.LUT(np.ascontiguousarray(batch).reshape(-1, size, 3), lut).reshape(batch.shape)
+        b = frame_width(size, self.card.frame_mask)
+        if b:
+            black = table[:, 0]
+            out[:, :b], out[:, size - b :], out[:, :, :b], out[:, :, size - b :] = black, black, black, black
+        return out
 
     def preprocess(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Crops (N x S x S x 3, uint8 RGB) as the network's input, the frame masked.
@@ -118,10 +176,8 @@ class Predictor:
         that differed by 1e-7 moved an INT8 input rounding for every pixel of one value at once,
         and a score by 0.012 away from the browser's.
         """
-        batch = np.asarray(crops) if not isinstance(crops, list) else np.stack([np.asarray(c) for c in crops])
+        batch = self._check(crops)
         size = self.input_size
-        if batch.ndim != 4 or batch.shape[1:3] != (size, size):
-            raise ValueError(f"crops must be {size}x{size}, got {batch.shape[1:3]}")
         b = frame_width(size, self.card.frame_mask)
         out = np.empty((len(batch), 3, size, size), dtype=np.float32)
         out[...] = self._lut[:, :1].reshape(1, 3, 1, 1)
@@ -144,8 +200,8 @@ class Predictor:
         session = self.load()
         logits, cams = [], []
         for start in range(0, len(crops), self.batch_size):
-            x = self.preprocess(crops[start : start + self.batch_size])
-            logit, cam = session.run(["logit", "cam"], {"image": x})
+            x = self.model_input(crops[start : start + self.batch_size])
+            logit, cam = session.run(["logit", "cam"], {self._input: x})
             logits.append(logit[:, 0])
             cams.append(cam[:, 0])
         return np.concatenate(logits), np.concatenate(cams)
