@@ -264,9 +264,9 @@ def mask_frame(crop: np.ndarray, fraction: float) -> np.ndarray:
     the face (measured: a real FaceForensics++ clip scored 0.98 fake unmasked, 0.43 masked).
     Masking every crop the same way, in training and in serving, removes the cue.
     """
-    if fraction <= 0:
+    b = frame_width(crop.shape[0], fraction)
+    if b == 0:  # a fraction too small for one pixel masks nothing (``out[-0:]`` would be all of it)
         return crop
     out = crop.copy()
-    b = frame_width(crop.shape[0], fraction)
     out[:b], out[-b:], out[:, :b], out[:, -b:] = 0, 0, 0, 0
     return out

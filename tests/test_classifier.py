@@ -127,7 +127,7 @@ def test_preprocess_normalises_as_the_card_says(predictor, crops):
     assert x[0, 1, 10, 20] == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("frame_mask", [0.0, 0.1, 0.25])
+@pytest.mark.parametrize("frame_mask", [0.0, 0.001, 0.1, 0.25])
 def test_preprocess_matches_the_stepwise_reference(model_dir, crops, frame_mask):
     """The looked-up input (frame filled) is the step-by-step input to the bit."""
     predictor = Predictor(model_dir)
