@@ -73,16 +73,16 @@ def folded_weights(
     einsum = next(n for n in graph.node if n.op_type == "Einsum")
     fc_weight = _value(einsum.input[1], inits, producers)
     add = next(n for n in graph.node if n.op_type == "Add" and n.output[0].startswith("cam"))
-    fc_bias = [_stored(i, inits, producers) for i in add.input]
-    fc_bias = next(b for b in fc_bias if b is not None)
-    return convs, fc_weight, fc_bias.reshape(-1)
+    bias = next(i for i in add.input if _stored(i, inits, producers))  # the other is the map's
+    return convs, fc_weight, _value(bias, inits, producers).reshape(-1)
 
 
-def _stored(name: str, inits: dict[str, np.ndarray], producers: dict) -> np.ndarray | None:
-    try:
-        return _value(name, inits, producers)
-    except (KeyError, ValueError):
-        return None
+def _stored(name: str, inits: dict[str, np.ndarray], producers: dict) -> bool:
+    """Whether ``name`` is a stored value (an initializer, or one dequantized), not computed."""
+    node = producers.get(name)
+    return name in inits or (
+        node is not None and node.op_type == "DequantizeLinear" and node.input[0] in inits
+    )
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
