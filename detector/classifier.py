@@ -134,11 +134,11 @@ class Predictor:
         )
         return session
 
-    def _check(self, crops) -> np.ndarray:
+    def _as_batch(self, crops) -> np.ndarray:
         batch = np.asarray(crops) if not isinstance(crops, list) else np.stack([np.asarray(c) for c in crops])
         size = self.input_size
-        if batch.ndim != 4 or batch.shape[1:3] != (size, size):
-            raise ValueError(f"crops must be {size}x{size}, got {batch.shape[1:3]}")
+        if batch.ndim != 4 or batch.shape[1:] != (size, size, 3) or batch.dtype != np.uint8:
+            raise ValueError(f"crops must be {size}x{size} RGB uint8, got {batch.shape[1:]} {batch.dtype}")
         return batch
 
     def model_input(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
@@ -153,7 +153,7 @@ class Predictor:
         self.load()
         if self._table is None:
             raise ValueError(f"{self.card.file} as served takes float input: use preprocess")
-        batch = self._check(crops)
+        batch = self._as_batch(crops)
         size, table = self.input_size, self._table
         if (table == table[0]).all():  # one table for the three channels: one flat lookup
             out = cv2.LUT(np.ascontiguousarray(batch).reshape(-1, size * 3), table[0]).reshape(batch.shape)
@@ -176,7 +176,7 @@ class Predictor:
         that differed by 1e-7 moved an INT8 input rounding for every pixel of one value at once,
         and a score by 0.012 away from the browser's.
         """
-        batch = self._check(crops)
+        batch = self._as_batch(crops)
         size = self.input_size
         b = frame_width(size, self.card.frame_mask)
         out = np.empty((len(batch), 3, size, size), dtype=np.float32)

@@ -103,9 +103,13 @@ def test_predict_accepts_a_list_and_nothing(predictor, crops):
     assert probs.shape == (0,) and maps.shape[0] == 0
 
 
-def test_predict_refuses_crops_of_the_wrong_size(predictor):
+def test_predict_refuses_crops_of_the_wrong_size_or_type(predictor):
     with pytest.raises(ValueError, match="crops must be 224x224"):
         predictor.predict(np.zeros((1, 112, 112, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((1, 224, 224, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((1, 224, 224, 3), dtype=np.float32))
 
 
 def test_heatmaps_come_from_the_same_pass(predictor, crops):
