@@ -48,7 +48,6 @@ class ServingGraph:
 def quantize_table(values: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
     """``values`` (3 x 256 float32, each channel's input per pixel value) as ONNX Runtime's
     QuantizeLinear makes them: the same operator on the same floats, so the same to the bit."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -61,8 +60,9 @@ def quantize_table(values: np.ndarray, scale: np.ndarray, zero_point: np.ndarray
         [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(zero_point, "zero_point")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return session.run(None, {"x": values})[0]
 
 
