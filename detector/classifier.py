@@ -117,14 +117,21 @@ class Predictor:
             opts.intra_op_num_threads = self.settings.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        if self.rewrite:
-            graph = for_serving(path, self._lut)
-            session = ort.InferenceSession(graph.model, sess_options=opts, providers=["CPUExecutionProvider"])
-            self._input, self._table = graph.input_name, graph.table
-        else:
-            graph = None
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            self._input = session.get_inputs()[0].name
+        graph = None
+        try:
+            if self.rewrite:
+                graph = for_serving(path, self._lut)
+                session = ort.InferenceSession(
+                    graph.model, sess_options=opts, providers=["CPUExecutionProvider"]
+                )
+            else:
+                session = ort.InferenceSession(
+                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+                )
+        except Exception as exc:  # a truncated or foreign file: protobuf's or ONNX Runtime's own errors
+            raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
+        self._input = graph.input_name if graph else session.get_inputs()[0].name
+        self._table = graph.table if graph else None
         log.info(
             "loaded %s (%s) threads=%s rewrites=%s",
             path.name,

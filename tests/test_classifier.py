@@ -53,6 +53,15 @@ def test_incomplete_card_is_model_not_found(tmp_path, model_dir):
         ModelCard.load(tmp_path)
 
 
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_truncated_weights_are_model_not_found(tmp_path, model_dir, rewrite):
+    shutil.copy(model_dir / "card.json", tmp_path / "card.json")
+    (tmp_path / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes()[:50_000])
+    predictor = Predictor(tmp_path, Settings(model_dir=tmp_path), rewrite=rewrite)
+    with pytest.raises(ModelNotFound, match="not a model ONNX Runtime can load"):
+        predictor.load()
+
+
 def test_missing_weights_is_model_not_found(tmp_path, model_dir):
     shutil.copy(model_dir / "card.json", tmp_path / "card.json")
     predictor = Predictor(tmp_path, Settings(model_dir=tmp_path))  # the card alone loads
