@@ -117,17 +117,10 @@ class Predictor:
             opts.intra_op_num_threads = self.settings.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        graph = None
         try:
-            if self.rewrite:
-                graph = for_serving(path, self._lut)
-                session = ort.InferenceSession(
-                    graph.model, sess_options=opts, providers=["CPUExecutionProvider"]
-                )
-            else:
-                session = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-                )
+            graph = for_serving(path, self._lut) if self.rewrite else None
+            source = graph.model if graph else str(path)
+            session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a truncated or foreign file: protobuf's or ONNX Runtime's own errors
             raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
         self._input = graph.input_name if graph else session.get_inputs()[0].name
