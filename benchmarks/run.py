@@ -297,6 +297,7 @@ from detector.analyze import Analyzer
 from detector.config import get_settings
 
 analyzer = Analyzer(get_settings().with_overrides(model_dir=Path(sys.argv[2])), keep_evidence=True)
+analyzer.predictor.rewrite = sys.argv[4] == "served"
 analyzer.predictor.load()
 analyzer.detector.detect(np.zeros((400, 640, 3), dtype=np.uint8))  # MediaPipe's graphs load on first use
 out["loaded_mb"] = rss()
@@ -311,10 +312,19 @@ print(json.dumps(out))
 """
 
 
-def peak_memory(clip: Path, model_dir: Path, every_frame: bool = False) -> dict:
-    """Peak resident memory of a fresh process analysing ``clip`` as a worker does."""
+def peak_memory(clip: Path, model_dir: Path, every_frame: bool = False, served: bool = True) -> dict:
+    """Peak resident memory of a fresh process analysing ``clip`` as a worker does (``served``:
+    the graph ``detector.graph`` rewrites, as workers load it; else the file's)."""
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(clip), str(model_dir), "every" if every_frame else "sampled"],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(clip),
+            str(model_dir),
+            "every" if every_frame else "sampled",
+            "served" if served else "file",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -334,6 +344,7 @@ def memory(clip_1080p: Path | None, source: Path, model_dir: Path, tmp: Path) ->
         "size": size,
         "worker (sampled + annotated, evidence kept)": peak_memory(clip, model_dir),
         "every frame + annotated": peak_memory(clip, model_dir, every_frame=True),
+        "worker, the file's graph (no detector.graph)": peak_memory(clip, model_dir, served=False),
     }
     # the kernel's account of the largest child waited for (counts this process's pages at the fork)
     res["largest_child_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
