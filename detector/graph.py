@@ -75,15 +75,13 @@ def for_serving(path: Path, input_values: np.ndarray) -> ServingGraph:
     import onnx
 
     model = onnx.load(str(path))
-    input_name = model.graph.input[0].name
     rewrites: list[str] = []
     table = _quantized_input(model, input_values)
     if table is not None:
         rewrites.append("quantized input")
         if _space_to_depth_stem(model):
             rewrites.append("space-to-depth stem")
-        input_name = model.graph.input[0].name
-    return ServingGraph(model.SerializeToString(), input_name, table, tuple(rewrites))
+    return ServingGraph(model.SerializeToString(), model.graph.input[0].name, table, tuple(rewrites))
 
 
 # --- the rewrites: each checks its whole pattern first and changes nothing unless it matches ---
