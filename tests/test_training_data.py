@@ -402,6 +402,27 @@ def test_count_macs_of_a_known_network():
     assert count_macs(net, 8) == 13_824 + 4_608 + 1_024
 
 
+def test_distillation_feeds_the_teacher_at_its_own_size():
+    import torch
+    from torch import nn
+
+    from detector.training.prune import Distillation
+
+    seen = []
+
+    class Teacher(nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return x.mean(dim=(1, 2, 3))[:, None]
+
+    x = torch.rand(2, 3, 48, 48)
+    same = Distillation(Teacher(), 48, 1e-4, 0.5, 2.0).targets(x)
+    larger = Distillation(Teacher(), 64, 1e-4, 0.5, 2.0).targets(x)
+    assert seen == [(2, 3, 48, 48), (2, 3, 64, 64)]
+    assert torch.allclose(same, x.mean(dim=(1, 2, 3))[:, None]) and not same.requires_grad
+    assert torch.allclose(larger, same, atol=0.02)  # the same picture, upsampled
+
+
 @pytest.mark.slow
 def test_prune_tiny_writes_smaller_models_and_a_table(
     tmp_path, monkeypatch, tiny_cache, make_clip, face_image
@@ -454,6 +475,13 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     control = json.loads((out / "control.json").read_text())
     assert control["steps"] == 2 and control["parameters"] == base["parameters"]
     assert 0 <= control["int8"]["auc"] <= 1
+    # the same at another input size: trained, exported and served at it (the teacher at its own)
+    resized = tmp_path / "at48"
+    assert prune_mod.main([*argv, "--control-steps", "1", "--size", "48", "--out", str(resized)]) == 0
+    card = json.loads((resized / "control" / "int8" / "card.json").read_text())
+    assert card["input_size"] == 48
+    predictor = Predictor(resized / "control" / "int8", Settings(model_dir=resized / "control" / "int8"))
+    assert predictor.predict(np.zeros((1, 48, 48, 3), dtype=np.uint8)).shape == (1,)
     # further from the pruned level, counted against the unpruned base (a release from the last)
     further = tmp_path / "further"
     argv = [str(out / "p10" / "model.pt"), "--base", str(run_dir / "best.pt"), "--out", str(further)]

@@ -21,6 +21,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +89,29 @@ def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> 
         yield from DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=1, drop_last=True)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """How every fine-tune here learns: from ``teacher`` (fed at its own input size, which may
+    not be the student's; see ``--size``), with the loss's weight and temperature and the rate."""
+
+    teacher: nn.Module
+    teacher_size: int
+    lr: float
+    alpha: float
+    temperature: float
+
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for a student batch, resized as ``train.py`` resizes a teacher's."""
+        with torch.no_grad():
+            if self.teacher_size and self.teacher_size != x.shape[-1]:
+                x = F.interpolate(x, size=self.teacher_size, mode="bilinear", align_corners=False)
+            return self.teacher(x)
+
+
 def finetune(
-    model: nn.Module,
-    teacher: nn.Module,
-    stream: Iterator[tuple],
-    steps: int,
-    lr: float,
-    alpha: float,
-    temperature: float,
-    decay: bool = False,
+    model: nn.Module, distil: Distillation, stream: Iterator[tuple], steps: int, decay: bool = False
 ) -> float:
-    """``steps`` of distillation from ``teacher``; returns the mean loss of the last ten.
+    """``steps`` of distillation (``distil``); returns the mean loss of the last ten.
 
     With ``decay`` the learning rate falls to zero on a cosine over the steps, so the model
     saved at a level has settled: at a constant rate the weights still wander, and levels a few
@@ -107,7 +120,7 @@ def finetune(
     if steps <= 0:
         return float("nan")
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=distil.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) if decay else 1.0
     )
@@ -115,14 +128,14 @@ def finetune(
     for _ in range(steps):
         x, y = next(stream)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            teacher_logits = teacher(x)
-        loss = distillation_loss(model(x), y, teacher_logits, alpha, temperature)
+        loss = distillation_loss(model(x), y, distil.targets(x), distil.alpha, distil.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         schedule.step()
         losses.append(loss.item())
+        if len(losses) % 100 == 0:
+            print(f"  {len(losses)}/{steps} steps, loss {np.mean(losses[-100:]):.4f}", flush=True)
     model.eval()
     return float(np.mean(losses[-10:]))
 
@@ -219,7 +232,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 def control(
     model: nn.Module,
-    teacher: nn.Module,
+    distil: Distillation,
     stream: Iterator[tuple],
     ckpt: dict,
     args: argparse.Namespace,
@@ -230,7 +243,7 @@ def control(
     out, cache, videos = _paths(args)
     started = time.time()
     model.to(memory_format=torch.channels_last)
-    finetune(model, teacher, stream, args.control_steps, args.lr, args.alpha, args.temperature, decay=True)
+    finetune(model, distil, stream, args.control_steps, decay=True)
     ckpt_path = out / "control" / "model.pt"
     pruning = {"method": f"none: {args.control_steps} distillation steps only (control)", "command": command}
     save_level(model, ckpt, ckpt_path, pruning)
@@ -254,8 +267,10 @@ def prune(args: argparse.Namespace) -> list[dict]:
     model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
     base = Path(args.base or args.checkpoint)
     teacher_path = Path(args.teacher or base)
-    teacher, _ = export_mod.load_checkpoint(teacher_path)
-    size = ckpt.get("size") or 224
+    teacher, teacher_ckpt = export_mod.load_checkpoint(teacher_path)
+    teacher_size = teacher_ckpt.get("size") or 224
+    size = args.size or ckpt.get("size") or 224
+    ckpt = {**ckpt, "size": size}  # what the levels are trained, exported and evaluated at
     # levels count against the unpruned base: the start itself, or (--base) the teacher by default
     if not args.base:
         unpruned = model
@@ -266,6 +281,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     base_params, base_macs = count_parameters(unpruned), count_macs(unpruned, size)
     del unpruned
     teacher.to(memory_format=torch.channels_last)
+    distil = Distillation(teacher, teacher_size, args.lr, args.alpha, args.temperature)
     stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed)
     table_path = out / "pruning.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else []
@@ -292,7 +308,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     if not args.no_start and start not in done:
         record(start, Path(args.checkpoint), 0.0)
     if args.control_steps:
-        return [control(model, teacher, stream, ckpt, args, command)]
+        return [control(model, distil, stream, ckpt, args, command)]
     levels = sorted(float(v) for v in args.levels.split(","))
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
@@ -321,15 +337,13 @@ def prune(args: argparse.Namespace) -> list[dict]:
             accumulate_taylor(model, stream, args.importance_batches)
             pruner.step()
             step += 1
-            loss = finetune(model, teacher, stream, args.step_finetune, args.lr, args.alpha, args.temperature)
+            loss = finetune(model, distil, stream, args.step_finetune)
             print(
                 f"step {step}: {1 - count_parameters(model) / base_params:.1%} of parameters removed, "
                 f"loss {loss:.4f}",
                 flush=True,
             )
-        finetune(
-            model, teacher, stream, args.level_finetune, args.lr, args.alpha, args.temperature, decay=True
-        )
+        finetune(model, distil, stream, args.level_finetune, decay=True)
         pruning = {
             "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative, "
             f"channels rounded to {args.round_to}, "
@@ -384,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="instead of pruning, fine-tune the unpruned model this many steps as a level is (see control)",
+    )
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        help="train, export and evaluate the student at this input size (default: the checkpoint's); "
+        "the teacher keeps its own",
     )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--alpha", type=float, default=0.5)
