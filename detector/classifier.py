@@ -79,7 +79,7 @@ class Predictor:
         self.batch_size = batch_size
         self.rewrite = rewrite
         self._session = None
-        self._input = "image"
+        self._input = ""  # the loaded session's input name
         self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
         self._lock = threading.Lock()
         self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
