@@ -5,6 +5,7 @@ Figures from one run on the same machine are compared as ratios, never against f
 thresholds: these machines are noisy and small. Prints a table and writes ``var/bench.json``.
 
     python -m benchmarks.run [--clip PATH] [--clip-1080p PATH] [--model DIR] [--no-memory]
+    python -m benchmarks.run --compare MODEL_DIR [MODEL_DIR ...]   # per crop only, side by side
 """
 
 from __future__ import annotations
@@ -45,25 +46,28 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def _per_crop_rounds(
-    fns: dict, crops: np.ndarray, rounds: int = 8, calls: int = 10
+    fns: dict, crops: np.ndarray | dict[str, np.ndarray], rounds: int = 8, calls: int = 10
 ) -> dict[str, list[float]]:
     """Milliseconds per crop (one crop per call) of each function, timed in alternating rounds.
 
     On this shared two-core machine the same serving code measured 2.5 ms and 3.9 ms per crop a
     few minutes apart. Taking turns round by round lets a busy spell slow every contender alike:
     the ratios hold while the absolute figures move, and the spread across rounds shows how much
-    they moved.
+    they moved. ``crops`` may be one array for all, or each contender's own (models that take
+    different input sizes).
     """
-    for fn in fns.values():
-        fn(crops[:1])
+    own = crops if isinstance(crops, dict) else dict.fromkeys(fns, crops)
+    for name, fn in fns.items():
+        fn(own[name][:1])
     out: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(rounds):
         for name, fn in fns.items():
             times = []
+            batch = own[name]
             for i in range(calls):
-                j = (r * calls + i) % len(crops)
+                j = (r * calls + i) % len(batch)
                 t = time.perf_counter()
-                fn(crops[j : j + 1])
+                fn(batch[j : j + 1])
                 times.append(time.perf_counter() - t)
             out[name].append(float(np.median(times) * 1000))
     return out
@@ -263,6 +267,37 @@ def bench(clip: Path, model_dir: Path, out_dir: Path) -> dict:
     return res
 
 
+def compare(clip: Path, model_dirs: list[Path], rounds: int = 16) -> dict:
+    """Per crop on one thread, several models side by side in alternating rounds, each on the
+    clip's faces cropped as it serves them (its own input size and margin): what a smaller or
+    thinner candidate saves, as a ratio to the first model measured in the same run."""
+    settings = Settings()
+    info = probe_video(clip, settings)
+    detector = create_detector("blazeface")
+    faces = []
+    for frame in list(iter_frames(clip, info, settings))[::4]:
+        found = detector.detect(frame.image)
+        if found:
+            faces.append((frame.image, found[0].box))
+    fns, crops = {}, {}
+    for folder in model_dirs:
+        predictor = Predictor(folder, settings.with_overrides(model_dir=folder, threads=1))
+        card, name = predictor.card, f"{folder} ({predictor.card.version}, {predictor.input_size} px)"
+        crops[name] = np.stack([crop_face(f, box, card.crop_margin, card.input_size) for f, box in faces])
+        fns[name] = predictor.predict
+    ms = _per_crop_rounds(fns, crops, rounds=rounds)
+    first = next(iter(ms))
+    return {
+        "clip": str(clip),
+        "crops": len(faces),
+        "per_crop_ms": {k: round(float(np.median(v)), 2) for k, v in ms.items()},
+        "per_crop_ms_fastest_round": {k: round(min(v), 2) for k, v in ms.items()},
+        "per_crop_ms_slowest_round": {k: round(max(v), 2) for k, v in ms.items()},
+        "speedup_vs_first": {k: _round_ratio(ms[first], v) for k, v in ms.items()},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def upscale_to_1080p(source: Path, target: Path, seconds: float = 10.0) -> Path:
     """A 1920x1080 H.264 copy of (the first ``seconds`` of) ``source``, made with PyAV."""
     with av.open(str(source)) as src, av.open(str(target), "w") as dst:
@@ -363,7 +398,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--no-memory", action="store_true", help="skip the 1080p peak-memory runs")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench.json")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="MODEL_DIR",
+        help="only time these models per crop, side by side (ratios to the first)",
+    )
     args = ap.parse_args(argv)
+    if args.compare:
+        res = compare(args.clip, args.compare)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2))
+        print(f"clip {res['clip']}, {res['crops']} faces, load average {res['load_average']}")
+        print("one crop per call, 1 thread           ms per crop: median  fastest  slowest   speedup")
+        for k, v in res["per_crop_ms"].items():
+            fastest, slowest = res["per_crop_ms_fastest_round"][k], res["per_crop_ms_slowest_round"][k]
+            print(f"  {k:<44}{v:>8.2f}{fastest:>9.2f}{slowest:>9.2f}{res['speedup_vs_first'][k]:>9.2f}x")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         # memory first, while this process is small: a child starts as a copy of its parent
         mem = None if args.no_memory else memory(args.clip_1080p, args.clip, args.model, Path(tmp))
