@@ -53,6 +53,14 @@ class ModelCard:
         return card
 
 
+def _cv2_lut(table: np.ndarray) -> np.ndarray:
+    """A 3 x 256 table as ``cv2.LUT`` takes it, made once when the model loads: one row when the
+    three channels share it (the crop is then one flat lookup), else 256 x 1 x 3."""
+    if (table == table[0]).all():
+        return np.ascontiguousarray(table[0])
+    return np.ascontiguousarray(table.T.reshape(256, 1, 3))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
@@ -81,6 +89,7 @@ class Predictor:
         self._session = None
         self._input = ""  # the loaded session's input name
         self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
+        self._pixel_lut: np.ndarray | None = None  # the same table as cv2.LUT takes it
         self._lock = threading.Lock()
         self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._std = np.array(self.card.std, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -125,6 +134,7 @@ class Predictor:
             raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
         self._input = graph.input_name if graph else session.get_inputs()[0].name
         self._table = graph.table if graph else None
+        self._pixel_lut = _cv2_lut(self._table) if self._table is not None else None
         log.info(
             "loaded %s (%s) threads=%s rewrites=%s",
             path.name,
@@ -153,16 +163,13 @@ class Predictor:
         self.load()
         if self._table is None:
             raise ValueError(f"{self.card.file} as served takes float input: use preprocess")
-        batch = self._as_batch(crops)
-        size, table = self.input_size, self._table
-        if (table == table[0]).all():  # one table for the three channels: one flat lookup
-            out = cv2.LUT(np.ascontiguousarray(batch).reshape(-1, size * 3), table[0]).reshape(batch.shape)
-        else:
-            lut = np.ascontiguousarray(table.T.reshape(256, 1, 3))
-            out = cv2.LUT(np.ascontiguousarray(batch).reshape(-1, size, 3), lut).reshape(batch.shape)
+        batch = np.ascontiguousarray(self._as_batch(crops))
+        size, lut = self.input_size, self._pixel_lut
+        rows = batch.reshape(-1, size * 3) if lut.ndim == 1 else batch.reshape(-1, size, 3)
+        out = cv2.LUT(rows, lut).reshape(batch.shape)
         b = frame_width(size, self.card.frame_mask)
         if b:
-            black = table[:, 0]
+            black = self._table[:, 0]
             out[:, :b], out[:, size - b :], out[:, :, :b], out[:, :, size - b :] = black, black, black, black
         return out
 
