@@ -1,5 +1,6 @@
 """``benchmarks.run``'s side-by-side timing: each contender is timed on its own crops."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,5 +24,6 @@ def test_compare_times_models_side_by_side_on_a_real_clip(tmp_path, make_clip, f
     res = compare(clip, [MODELS / "unmask-lite0", MODELS / "unmask-lite0-0.2.0"], rounds=2)
     assert res["crops"] >= 3  # every fourth of 15 frames, each with its face found
     names = list(res["per_crop_ms"])
-    assert len(names) == 2 and "224 px" in names[0] and "0.2.0" in names[1]
+    size = json.loads((MODELS / "unmask-lite0" / "card.json").read_text())["input_size"]
+    assert len(names) == 2 and f"{size} px" in names[0] and "0.2.0" in names[1]
     assert res["speedup_vs_first"][names[0]] == 1.0 and res["per_crop_ms"][names[1]] > 0

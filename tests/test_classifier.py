@@ -80,7 +80,8 @@ def test_card_agrees_with_training_and_serving(model_dir):
 
     card = ModelCard.load(model_dir)
     arch = next(spec for spec in ARCHS.values() if spec.name == card.architecture)
-    assert card.input_size == CROP_SIZE == arch.input_size
+    # crops are cut at CROP_SIZE for training and resized to the model's own input, never up
+    assert card.input_size <= CROP_SIZE == arch.input_size
     assert tuple(card.mean) == tuple(MEAN)
     assert tuple(card.std) == tuple(STD)
     assert card.crop_margin == CROP_MARGIN
@@ -113,17 +114,18 @@ def test_predict_accepts_a_list_and_nothing(predictor, crops):
 
 
 def test_predict_refuses_crops_of_the_wrong_size_or_type(predictor):
-    with pytest.raises(ValueError, match="crops must be 224x224"):
+    size = predictor.input_size
+    with pytest.raises(ValueError, match=f"crops must be {size}x{size}"):
         predictor.predict(np.zeros((1, 112, 112, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="RGB uint8"):
-        predictor.predict(np.zeros((1, 224, 224, 4), dtype=np.uint8))
+        predictor.predict(np.zeros((1, size, size, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="RGB uint8"):
-        predictor.predict(np.zeros((1, 224, 224, 3), dtype=np.float32))
+        predictor.predict(np.zeros((1, size, size, 3), dtype=np.float32))
 
 
 def test_heatmaps_come_from_the_same_pass(predictor, crops):
     probs, maps = predictor.predict_with_heatmaps(crops)
-    side = predictor.input_size // 32  # EfficientNet-Lite's last feature map
+    side = -(-predictor.input_size // 32)  # EfficientNet-Lite's last feature map (5 halvings)
     assert maps.shape == (len(crops), side, side) and maps.dtype == np.float32
     assert ((maps >= 0) & (maps <= 1)).all()
     assert np.allclose(probs, predictor.predict(crops), atol=1e-4)

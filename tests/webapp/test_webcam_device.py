@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -155,7 +156,8 @@ def test_the_model_route_serves_the_card_and_the_onnx_file_read_only(client, rep
     card = client.get("/webcam/model/card.json")
     assert card.status_code == 200 and card.mimetype == "application/json"
     fields = card.get_json()
-    assert fields["file"] == "model.onnx" and fields["input_size"] == 224
+    on_disk = json.loads((model_dir / "card.json").read_text())
+    assert fields["file"] == "model.onnx" and fields["input_size"] == on_disk["input_size"]
     for key in ("mean", "std", "crop_margin", "frame_mask", "threshold"):
         assert key in fields, key
     assert "training" not in fields and "commands" not in fields  # preprocessing only, no notes
