@@ -350,6 +350,7 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     from detector.classifier import Predictor
     from detector.config import Settings
     from detector.training import export as export_mod
+    from detector.training import quantize as quantize_mod
 
     run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -362,6 +363,23 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     probs, maps = predictor.predict_with_heatmaps(np.zeros((2, 64, 64, 3), dtype=np.uint8))
     assert probs.shape == (2,) and maps.shape == (2, 2, 2)
+
+    # static INT8 with a histogram calibration: one crop a call, so any count works
+    int8 = tmp_path / "int8" / "model.onnx"
+    argv = [str(model_dir / "model.onnx"), str(int8), "--cache", str(tiny_cache), "--count", "5"]
+    assert quantize_mod.main([*argv, "--calibration", "percentile"]) == 0
+    card = json.loads((int8.parent / "card.json").read_text())
+    assert card["quantization"]["calibration"] == "percentile" and card["file_bytes"] == int8.stat().st_size
+    assert card["commands"]["quantize"].endswith("--count 5 --calibration percentile")
+    assert int8.stat().st_size < (model_dir / "model.onnx").stat().st_size
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    quantized = Predictor(int8.parent, Settings(model_dir=int8.parent)).predict(
+        np.zeros((2, 64, 64, 3), np.uint8)
+    )
+    assert quantized.shape == (2,) and ((quantized >= 0) & (quantized <= 1)).all()
 
 
 # -- distillation and pruning ------------------------------------------------------------------

@@ -14,7 +14,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..classifier import Predictor
@@ -41,9 +47,10 @@ def served_batches(
 
 class CropReader(CalibrationDataReader):
     """Calibration data for ONNX Runtime: ``served_batches``, so the activation ranges are
-    measured on what the model will really see."""
+    measured on what the model will really see. One crop a call: the histogram calibrators
+    stack every call's outputs and need them all the same shape (MinMax is the same either way)."""
 
-    def __init__(self, cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 8):
+    def __init__(self, cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 1):
         self._batches = served_batches(cache, count, predictor, seed, batch)
         self._it = iter(self._batches)
 
@@ -55,7 +62,19 @@ class CropReader(CalibrationDataReader):
         self._it = iter(self._batches)
 
 
-def quantize(fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 256) -> dict:
+# How activation ranges are set from the calibration crops. MinMax keeps every value seen, so one
+# outlying crop widens a range and coarsens the steps for all; Percentile clips the last 0.001 %,
+# Entropy picks the range that keeps the histogram's information.
+CALIBRATIONS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+}
+
+
+def quantize(
+    fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 256, calibration: str = "minmax"
+) -> dict:
     """``fp32`` must sit beside its model card: calibration preprocesses as the card says."""
     predictor = Predictor(fp32.parent)
     pre = int8.with_suffix(".pre.onnx")
@@ -69,10 +88,16 @@ def quantize(fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 2
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            calibrate_method=CALIBRATIONS[calibration],
         )
     finally:
         pre.unlink(missing_ok=True)
-    return {"fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size, "calibration_crops": count}
+    return {
+        "fp32_bytes": fp32.stat().st_size,
+        "int8_bytes": int8.stat().st_size,
+        "calibration_crops": count,
+        "calibration": calibration,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("fp32", type=Path)
     ap.add_argument("int8", type=Path)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--count", type=int, default=256)
+    ap.add_argument("--count", type=int, default=256, help="calibration crops")
+    ap.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="minmax")
     args = ap.parse_args(argv)
     args.int8.parent.mkdir(parents=True, exist_ok=True)
-    info = quantize(args.fp32, args.int8, args.cache, args.count)
+    info = quantize(args.fp32, args.int8, args.cache, args.count, args.calibration)
     card_path = args.int8.parent / "card.json"
     source_card = args.fp32.parent / "card.json"
     if source_card.exists() and source_card.resolve() != card_path.resolve():
@@ -96,8 +122,16 @@ def main(argv: list[str] | None = None) -> int:
             "method": "onnxruntime static QDQ, per-channel, uint8 activations, int8 weights",
             **info,
         }
+        options = "".join(
+            f" --{name} {value}"
+            for name, value, default in (
+                ("count", args.count, 256),
+                ("calibration", args.calibration, "minmax"),
+            )
+            if value != default
+        )
         card.setdefault("commands", {})["quantize"] = (
-            f"python -m detector.training.quantize {args.fp32} {args.int8}"
+            f"python -m detector.training.quantize {args.fp32} {args.int8}{options}"
         )
         card_path.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(info))
