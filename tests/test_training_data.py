@@ -371,6 +371,14 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     card = json.loads((int8.parent / "card.json").read_text())
     assert card["quantization"]["calibration"] == "percentile" and card["file_bytes"] == int8.stat().st_size
     assert card["commands"]["quantize"].endswith("--count 5 --calibration percentile")
+    held = card["quantization"]["validation"]  # the INT8 logits against the FP32 ones, val split
+    val_rows = [r for r in _manifest(tiny_cache) if r["split"] == "val"]
+    assert held["split"] == "val" and held["crops"] == len(val_rows) > 0
+    assert 0 <= held["mean_abs_logit_diff"] <= held["p95_abs_logit_diff"] <= held["max_abs_logit_diff"]
+    if len({r["label"] for r in val_rows}) == 2:
+        assert 0 <= held["auc_int8"] <= 1 and 0 <= held["auc_fp32"] <= 1
+    else:  # no area under a curve with one label: said, not written as NaN
+        assert held["auc_int8"] is None and held["auc_fp32"] is None
     assert int8.stat().st_size < (model_dir / "model.onnx").stat().st_size
     import onnx
 
