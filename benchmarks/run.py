@@ -78,6 +78,23 @@ def _round_ratio(slow: list[float], fast: list[float]) -> float:
     return round(float(np.median(np.array(slow) / np.array(fast))), 2)
 
 
+def _rounds_summary(rounds: dict[str, list[float]]) -> dict:
+    """Each contender's median round, with its fastest and slowest to show how much they moved."""
+    return {
+        "per_crop_ms": {k: round(float(np.median(v)), 2) for k, v in rounds.items()},
+        "per_crop_ms_fastest_round": {k: round(min(v), 2) for k, v in rounds.items()},
+        "per_crop_ms_slowest_round": {k: round(max(v), 2) for k, v in rounds.items()},
+    }
+
+
+def _print_rounds(res: dict, header: str, width: int, speedups: dict[str, float] | None = None) -> None:
+    print(header)
+    for k, v in res["per_crop_ms"].items():
+        fastest, slowest = res["per_crop_ms_fastest_round"][k], res["per_crop_ms_slowest_round"][k]
+        ratio = f"{speedups[k]:>9.2f}x" if speedups else ""
+        print(f"  {k:<{width}}{v:>8.2f}{fastest:>9.2f}{slowest:>9.2f}{ratio}")
+
+
 def _torch_fp32():
     """The unpruned FP32 torch model at its own input size, the reference the serving path must
     beat; crops of another size (a model served smaller) are resized for it, which costs it
@@ -244,9 +261,7 @@ def bench(clip: Path, model_dir: Path, out_dir: Path) -> dict:
     if torch_fn is not None:
         contenders["torch fp32 eager, 1 thread"] = torch_fn
     rounds = _per_crop_rounds(contenders, crops)
-    res["per_crop_ms"] = {name: round(float(np.median(ms)), 2) for name, ms in rounds.items()}
-    res["per_crop_ms_fastest_round"] = {name: round(min(ms), 2) for name, ms in rounds.items()}
-    res["per_crop_ms_slowest_round"] = {name: round(max(ms), 2) for name, ms in rounds.items()}
+    res.update(_rounds_summary(rounds))
     res["speedup_preprocessing_vs_stepwise"] = _round_ratio(
         rounds["preprocessing alone (step by step)"], rounds["preprocessing alone (served)"]
     )
@@ -290,9 +305,7 @@ def compare(clip: Path, model_dirs: list[Path], rounds: int = 16) -> dict:
     return {
         "clip": str(clip),
         "crops": len(faces),
-        "per_crop_ms": {k: round(float(np.median(v)), 2) for k, v in ms.items()},
-        "per_crop_ms_fastest_round": {k: round(min(v), 2) for k, v in ms.items()},
-        "per_crop_ms_slowest_round": {k: round(max(v), 2) for k, v in ms.items()},
+        **_rounds_summary(ms),
         "speedup_vs_first": {k: _round_ratio(ms[first], v) for k, v in ms.items()},
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
@@ -411,10 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=2))
         print(f"clip {res['clip']}, {res['crops']} faces, load average {res['load_average']}")
-        print("one crop per call, 1 thread           ms per crop: median  fastest  slowest   speedup")
-        for k, v in res["per_crop_ms"].items():
-            fastest, slowest = res["per_crop_ms_fastest_round"][k], res["per_crop_ms_slowest_round"][k]
-            print(f"  {k:<44}{v:>8.2f}{fastest:>9.2f}{slowest:>9.2f}{res['speedup_vs_first'][k]:>9.2f}x")
+        header = "one crop per call, 1 thread           ms per crop: median  fastest  slowest   speedup"
+        _print_rounds(res, header, 44, res["speedup_vs_first"])
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         # memory first, while this process is small: a child starts as a copy of its parent
@@ -440,10 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio: every frame + annotated is {res['speedup_every_frame_annotated_vs_former']}x the former serial path"
     )
-    print("classifier, one crop per call       ms per crop: median  fastest  slowest round")
-    for k, v in res["per_crop_ms"].items():
-        fastest, slowest = res["per_crop_ms_fastest_round"][k], res["per_crop_ms_slowest_round"][k]
-        print(f"  {k:<36}{v:>8.2f}{fastest:>9.2f}{slowest:>9.2f}")
+    _print_rounds(res, "classifier, one crop per call       ms per crop: median  fastest  slowest round", 36)
     print(
         f"ratio: served preprocessing is {res['speedup_preprocessing_vs_stepwise']}x faster than step by step"
     )
