@@ -159,12 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             **info,
         }
         options = "".join(
-            f" --{name} {value}"
-            for name, value, default in (
-                ("count", args.count, 256),
-                ("calibration", args.calibration, "minmax"),
-            )
-            if value != default
+            f" --{name} {getattr(args, name)}"
+            for name in ("count", "calibration")
+            if getattr(args, name) != ap.get_default(name)
         )
         card.setdefault("commands", {})["quantize"] = (
             f"python -m detector.training.quantize {args.fp32} {args.int8}{options}"
