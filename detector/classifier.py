@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .calibration import Calibration
 from .config import Settings, get_settings
 from .errors import ModelNotFound
 from .faces import frame_width, mask_frame
@@ -91,6 +92,8 @@ class Predictor:
         self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
         self._pixel_lut: np.ndarray | None = None  # the same table as cv2.LUT takes it
         self._lock = threading.Lock()
+        # the card's calibration, applied to every logit and CAM cell served (detector.calibration)
+        self.calibration = Calibration.from_card(self.card)
         self._mean = np.array(self.card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._std = np.array(self.card.std, dtype=np.float32).reshape(1, 3, 1, 1)
         # each channel's input for each of the 256 pixel values, computed in float32 in the order
@@ -216,11 +219,16 @@ class Predictor:
     def predict(self, crops) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32)
-        logits, _ = self._run(crops)
-        return _sigmoid(logits).astype(np.float32)
+        return _sigmoid(self.logits(crops)).astype(np.float32)
+
+    def logits(self, crops) -> np.ndarray:
+        """The calibrated fake logit per crop (``predict`` is its sigmoid)."""
+        if len(crops) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.calibration.apply(self._run(crops)[0])
 
     def predict_with_heatmaps(self, crops) -> tuple[np.ndarray, np.ndarray]:
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros((0, 1, 1), dtype=np.float32)
-        logits, cams = self._run(crops)
+        logits, cams = map(self.calibration.apply, self._run(crops))
         return _sigmoid(logits).astype(np.float32), _sigmoid(cams).astype(np.float32)
