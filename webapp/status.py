@@ -13,6 +13,8 @@ import logging
 
 from flask import current_app, url_for
 
+from detector.config import get_settings
+
 from .jobs import Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,8 @@ STAGES = ("queued", "download", "frames", "faces", "scoring", "encoding", "done"
 def _urls(job_id: str, result: dict) -> dict:
     out = dict(result)
     files = lambda name: url_for("analyze.job_file", job_id=job_id, name=name)  # noqa: E731
+    # The size below which faces are reported, not scored: the page says it when none was judged.
+    out.setdefault("min_face_size", get_settings().min_face_size)
     out["annotated_url"] = files(result["annotated"]) if result.get("annotated") else None
     out["evidence"] = [
         {
@@ -51,11 +55,12 @@ def job_status(store: JobStore, job: Job) -> dict:
     }
     result = store.result(job.id)
     if result is not None:
-        ok = result.get("status") == "ok"
+        # A file with no face to judge is a finished analysis with a result, not a failure.
+        ok = result.get("status") in ("ok", "no_face")
         status.update(state="done" if ok else "failed", stage="done", progress=1.0)
-        if result.get("status") != "error":
+        if ok:
             status["result"] = _urls(job.id, result)
-        if not ok:
+        else:
             status["error"] = {"code": result.get("error_code", "error"), "message": result.get("error", "")}
         return status
     celery = current_app.extensions["celery"]

@@ -99,7 +99,8 @@ def _payload(result, folder: Path) -> dict:
     data["annotated"] = Path(annotated).name if annotated else None
     data["evidence"] = _save_evidence(result, folder)
     if result.status == "no_face":
-        # A photo or video with no face to judge is a failed job, with the reason in plain words.
+        # No face to judge is a result (the status API shows it as done), not a failure; the
+        # reason stays under error_code / error too, where readers of result.json look for it.
         data["error_code"] = "no_face"
         data["error"] = result.message or "no face was found"
     return data

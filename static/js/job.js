@@ -18,6 +18,10 @@
   };
   let delay = 500;
 
+  function plural(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
+
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
@@ -134,12 +138,32 @@
     });
   }
 
+  // "No face found" is a result: say what was searched, in the page's neutral colour.
+  function showNoFace(result) {
+    $("verdict").textContent = "No face found";
+    $("verdict").className = "verdict none";
+    const size = result.width && result.height ? " (" + result.width + "×" + result.height + " px)" : "";
+    let checked = result.kind === "video"
+      ? "Checked " + plural(result.frames_analyzed || 0, "sampled frame") + " of the video" + size + "."
+      : "Checked the whole photo" + size + ".";
+    const small = (result.faces || []).filter((f) => f.too_small).length;
+    checked += small
+      ? " " + plural(small, "face") + " found, too small to judge (under " + (result.min_face_size || 36) + " px)."
+      : " No face was found, so there is nothing to score.";
+    $("summary").textContent = checked + " Try a picture where a face is clearly visible and larger.";
+    showMedia(result);
+  }
+
   function showResult(status) {
     const result = status.result;
     $("progress-box").hidden = true;
     $("result").hidden = false;
     $("json-link").href = status.json_url;
     showProvenance(result);
+    if (result && result.status === "no_face") {
+      showNoFace(result);
+      return;
+    }
     if (!result || result.status !== "ok") {
       $("verdict").textContent = "";
       if (result) {

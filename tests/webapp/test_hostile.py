@@ -128,6 +128,9 @@ def test_hostile_files_through_a_real_worker(service_app, corpus):
         )
         assert response.status_code == 202, (name, response.get_json())
         status = wait_for_job(live, response.get_json()["id"], timeout=180)
+        if status["state"] == "done":  # frames that decode but hold no face: a result
+            assert status["result"]["status"] == "no_face" and "no_face" in EXPECTED[name], (name, status)
+            continue
         assert status["state"] == "failed", (name, status)
         assert status["error"]["code"] in EXPECTED[name], (name, status["error"])
         message = status["error"]["message"]

@@ -64,7 +64,6 @@ def test_bad_inputs_fail_clearly_and_the_worker_survives(live, webmedia, file_se
     cases = [
         (_post_file(live, webmedia.truncated), "corrupt"),
         (_post_file(live, webmedia.huge), "pixels"),
-        (_post_file(live, webmedia.blank), "no face"),
         (
             live.post(
                 "/api/v1/analyze",
@@ -78,6 +77,10 @@ def test_bad_inputs_fail_clearly_and_the_worker_survives(live, webmedia, file_se
         status = wait_for_job(live, response.get_json()["id"])
         assert status["state"] == "failed"
         assert words in status["error"]["message"], status["error"]
+    # no face is a result, not a failure
+    status = wait_for_job(live, _post_file(live, webmedia.blank).get_json()["id"])
+    assert status["state"] == "done" and status["error"] is None
+    assert status["result"]["status"] == "no_face" and "no face" in status["result"]["message"]
     assert celery_worker_proc.poll() is None
     status = wait_for_job(live, _post_file(live, webmedia.photo).get_json()["id"])
     assert status["state"] == "done"
