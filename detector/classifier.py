@@ -18,6 +18,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .config import Settings, get_settings
+from .cpu import this_cpu
 from .errors import ModelNotFound
 from .faces import frame_width, mask_frame
 from .graph import for_serving
@@ -71,8 +72,9 @@ class Predictor:
 
     ``predict`` returns the fake probability per crop; ``predict_with_heatmaps`` also returns the
     class activation map from the same forward pass (each cell's own fake probability).
-    ``rewrite=False`` serves the file's graph as exported (``detector.graph`` says what the
-    rewrites change: nothing in the scores; ``make bench`` times both).
+    ``rewrite=False`` serves the file's graph without the speed rewrites (``detector.graph`` says
+    what they change: nothing in the scores; ``make bench`` times both). Either way the weights
+    are encoded so this CPU computes the same integers as every other (``rewrites`` says how).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Predictor:
         self._input = ""  # the loaded session's input name
         self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
         self._pixel_lut: np.ndarray | None = None  # the same table as cv2.LUT takes it
+        self.rewrites: tuple[str, ...] = ()  # detector.graph's, once loaded
         self._lock = threading.Lock()
         # the card's calibration, applied to every logit and CAM cell served (detector.calibration)
         self.calibration = Calibration.from_card(self.card)
@@ -130,20 +133,21 @@ class Predictor:
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            graph = for_serving(path, self._lut) if self.rewrite else None
-            source = graph.model if graph else str(path)
-            session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+            graph = for_serving(path, self._lut, faster=self.rewrite)
+            session = ort.InferenceSession(graph.model, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a truncated or foreign file: protobuf's or ONNX Runtime's own errors
             raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
-        self._input = graph.input_name if graph else session.get_inputs()[0].name
-        self._table = graph.table if graph else None
+        self._input = graph.input_name
+        self._table = graph.table
         self._pixel_lut = _cv2_lut(self._table) if self._table is not None else None
+        self.rewrites = graph.rewrites
         log.info(
-            "loaded %s (%s) threads=%s rewrites=%s",
+            "loaded %s (%s) on %s threads=%s rewrites=%s",
             path.name,
             self.card.version,
+            this_cpu().name,
             self.settings.threads or "auto",
-            ", ".join(graph.rewrites) if graph and graph.rewrites else "none",
+            ", ".join(graph.rewrites) or "none",
         )
         return session
 

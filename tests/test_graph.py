@@ -1,7 +1,11 @@
-"""detector.graph: the serving rewrites change no score, and leave alone what they do not match.
+"""detector.graph: the serving rewrites change no score, and leave alone what they do not match;
+and the served integers are the same on every CPU.
 
 Scores are compared to the bit against the file's own graph in ONNX Runtime, on real face crops
 and on noise with saturated and black patches (every pixel value, both extremes of each sum).
+The bit holds on every CPU because serving never lets a 16-bit pair sum saturate
+(``detector.cpu``): these tests pass or fail the same on x86 with or without VNNI, and the
+emulated-AVX2 test runs the served path on a CPU without VNNI from any x86 machine.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import dataclasses
 import json
 import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +25,23 @@ from onnx import TensorProto, helper, numpy_helper
 
 from detector.classifier import Predictor
 from detector.config import Settings
+from detector.cpu import classify
 from detector.faces import create_detector, crop_face
-from detector.graph import for_serving, quantize_table
+from detector.graph import (
+    PAIR_SUM_LIMIT,
+    for_serving,
+    integer_weights,
+    quantize_table,
+    reference_session,
+    worst_pair_sum,
+)
+from detector.training import parity
 
-
-def _int8_dot_is_32_bit() -> bool:
-    """Where INT8 products accumulate in 32 bits the rewrites are exact; on x86 with only AVX2,
-    ONNX Runtime sums pairs in 16 bits with saturation, in an order the stem rewrite changes."""
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
-EXACT = _int8_dot_is_32_bit()
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return np.array_equal(a, b) if EXACT else np.allclose(a, b, atol=0.02)
+REPO = Path(__file__).resolve().parents[1]
+AVX2 = classify("x86_64", {"avx2"})
+AVX512_NO_VNNI = classify("x86_64", {"avx2", "avx512f", "avx512bw"})
+VNNI = classify("x86_64", {"avx2", "avx512f", "avx512bw", "avx512_vnni"})
+ARM = classify("aarch64", {"asimd", "asimddp"})
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +84,13 @@ def _both(model_dir: Path) -> tuple[Predictor, Predictor]:
 
 def test_the_shipped_model_is_served_rewritten_and_scores_as_the_file(model_dir, crops):
     served, as_file = _both(model_dir)
-    graph = for_serving(model_dir / "model.onnx", served._lut)
+    graph = for_serving(model_dir / "model.onnx", served._lut, cpu=VNNI)
     assert graph.rewrites == ("quantized input", "space-to-depth stem")
     assert graph.input_name == "pixels" and graph.table.shape == (3, 256) and graph.table.dtype == np.uint8
     for batch in (crops[:1], crops, list(crops[3:5])):
         probs, maps = served.predict_with_heatmaps(batch)
         probs_file, maps_file = as_file.predict_with_heatmaps(batch)
-        assert _same(probs, probs_file) and _same(maps, maps_file)
+        assert np.array_equal(probs, probs_file) and np.array_equal(maps, maps_file)
     assert served._input == "pixels" and as_file._input == "image"
 
 
@@ -125,7 +127,7 @@ def test_a_stem_the_pattern_does_not_match_keeps_its_convolution(tmp_path, model
 
     folder = _model_copy(tmp_path, model_dir, edit_model=pad_all_sides)
     served, as_file = _both(folder)
-    assert for_serving(folder / "model.onnx", served._lut).rewrites == ("quantized input",)
+    assert for_serving(folder / "model.onnx", served._lut, cpu=VNNI).rewrites == ("quantized input",)
     probs, maps = served.predict_with_heatmaps(crops)
     probs_file, maps_file = as_file.predict_with_heatmaps(crops)
     assert np.array_equal(probs, probs_file) and np.array_equal(maps, maps_file)
@@ -147,6 +149,145 @@ def test_a_float_graph_is_served_as_it_is(tmp_path):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.save(model, str(tmp_path / "model.onnx"))
-    served = for_serving(tmp_path / "model.onnx", np.zeros((3, 256), np.float32))
+    served = for_serving(tmp_path / "model.onnx", np.zeros((3, 256), np.float32), cpu=AVX2)
     assert served.rewrites == () and served.table is None and served.input_name == "image"
     assert onnx.load_from_string(served.model).graph == model.graph
+
+
+# --- the same integers on every CPU (issue 18) ---
+
+
+def test_cpu_classes_name_where_int8_pair_sums_are_exact():
+    assert not AVX2.int8_sums_exact and AVX2.name == "x86 AVX2, no VNNI"
+    assert not AVX512_NO_VNNI.int8_sums_exact and AVX512_NO_VNNI.name == "x86 AVX-512, no VNNI"
+    assert VNNI.int8_sums_exact and VNNI.name == "x86 AVX-512, VNNI (avx512_vnni)"
+    assert classify("x86_64", {"avx2", "avx_vnni"}).int8_sums_exact
+    assert ARM.int8_sums_exact and ARM.name == "ARM with dot product"
+    assert not classify("riscv64", set()).int8_sums_exact  # unknown: the safe assumption
+
+
+def _conv_model(weights: np.ndarray):
+    """One QDQ convolution with the given int8 weights (symmetric, per channel)."""
+    out = weights.shape[0]
+    inits = [
+        numpy_helper.from_array(np.float32(0.02), "x_scale"),
+        numpy_helper.from_array(np.uint8(0), "x_zero"),
+        numpy_helper.from_array(weights.astype(np.int8), "w"),
+        numpy_helper.from_array(np.full(out, 0.01, np.float32), "w_scale"),
+        numpy_helper.from_array(np.zeros(out, np.int8), "w_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["image", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["x"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wf"], axis=0),
+        helper.make_node("Conv", ["x", "wf"], ["y"], kernel_shape=list(weights.shape[2:])),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, weights.shape[1], 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_the_worst_pair_sum_is_read_from_the_weights_alone():
+    w = np.zeros((2, 4, 1, 1), np.int8)
+    w[0, :, 0, 0] = [100, -127, 28, 5]  # same-signed pairs: 100 + 28 = 128, -127 alone
+    w[1, :, 0, 0] = [-60, -70, 127, 0]  # -60 - 70 = -130: may saturate
+    assert worst_pair_sum(_conv_model(w[:1])) == 128 * 255 <= PAIR_SUM_LIMIT
+    assert worst_pair_sum(_conv_model(w)) == 130 * 255 > PAIR_SUM_LIMIT
+    assert worst_pair_sum(_conv_model(np.zeros((1, 1, 1, 1), np.int8))) == 0
+
+
+def test_weights_that_could_saturate_are_served_as_uint8_where_vnni_is_missing(tmp_path):
+    """The re-encoding keeps every dequantized weight and is applied only where it is needed."""
+    w = np.random.default_rng(1).integers(-127, 128, (3, 4, 3, 3)).astype(np.int8)
+    onnx.save(_conv_model(w), str(tmp_path / "model.onnx"))
+    values = np.zeros((3, 256), np.float32)
+    for cpu in (VNNI, ARM):
+        assert for_serving(tmp_path / "model.onnx", values, cpu=cpu).rewrites == ()
+    for cpu in (AVX2, AVX512_NO_VNNI):
+        graph = for_serving(tmp_path / "model.onnx", values, cpu=cpu)
+        assert graph.rewrites == ("uint8 weights",)
+        model = onnx.load_from_string(graph.model)
+        assert not integer_weights(model) and worst_pair_sum(model) == 0  # no U8S8 kernel left
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        assert inits["w"].dtype == np.uint8 and (inits["w_zero"] == 128).all()
+        assert np.array_equal(inits["w"].astype(int) - 128, w)
+    x = np.random.default_rng(2).uniform(0, 5, (1, 4, 4, 4)).astype(np.float32)
+    plain = reference_session(tmp_path / "model.onnx").run(None, {"image": x})[0]
+    served = for_serving(tmp_path / "model.onnx", values, cpu=AVX2).model
+    assert np.array_equal(reference_session(served).run(None, {"image": x})[0], plain)
+
+
+def test_the_shipped_model_cannot_saturate_on_any_cpu(model_dir):
+    """From the weights alone, as each CPU class is served: either no same-signed pair of weights
+    can overflow a 16-bit sum, or no int8 weight is left for the saturating kernels. On a VNNI
+    machine this still catches a model that would saturate elsewhere."""
+    values = Predictor(model_dir)._lut
+    for cpu in (AVX2, AVX512_NO_VNNI):
+        model = onnx.load_from_string(for_serving(model_dir / "model.onnx", values, cpu=cpu).model)
+        assert worst_pair_sum(model) <= PAIR_SUM_LIMIT
+
+
+@pytest.fixture(scope="module")
+def parity_card(model_dir) -> dict:
+    card = json.loads((model_dir / "card.json").read_text())
+    assert "parity" in card, "the card has no parity record: python -m detector.training.parity"
+    return card["parity"]
+
+
+def test_served_scores_are_the_cards_on_this_cpu(model_dir, parity_card):
+    """The fixed crops' probabilities as recorded when the model was released (on another
+    machine, perhaps another CPU class) within 0.005 here."""
+    names, crops = parity.parity_crops()
+    assert names == parity_card["crops"]
+    probs = Predictor(model_dir, Settings(model_dir=model_dir, threads=1)).predict(crops)
+    assert np.abs(probs - np.array(parity_card["probabilities"])).max() <= parity.TOLERANCE
+
+
+def test_served_scores_follow_the_reference_computation(model_dir, parity_card):
+    """The served integers against the graph computed in float (graph optimisation off). The
+    two round activations differently where a value falls within float error of a half step,
+    so single crops differ a little; a saturating sum moved crops by up to 0.55."""
+    _, crops = parity.parity_crops()
+    probs = Predictor(model_dir, Settings(model_dir=model_dir, threads=1)).predict(crops)
+    diff = np.abs(probs - parity.reference_probabilities(model_dir, crops))
+    recorded = parity_card["vs_reference"]
+    assert diff.max() <= recorded["max_abs_diff"] + 1e-4 and diff.max() < 0.03
+    assert diff.mean() <= recorded["mean_abs_diff"] + 1e-4 and diff.mean() < parity.TOLERANCE * 2
+
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not QEMU, reason="emulates an x86 CPU for x86 Python: needs qemu-user"
+)
+def test_served_scores_are_the_same_on_an_emulated_cpu_without_vnni(model_dir, parity_card):
+    """The served path run on an emulated Haswell (AVX2, no VNNI, no AVX-512): the CPU class the
+    saturating kernels serve. CI installs qemu-user (scripts/system-deps.sh --with-browser)."""
+    out = subprocess.run(
+        [
+            QEMU,
+            "-cpu",
+            "Haswell",
+            sys.executable,
+            "-m",
+            "detector.training.parity",
+            str(model_dir),
+            "--print",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    emulated = json.loads(out.stdout.strip().splitlines()[-1])
+    assert emulated["cpu"] == "x86 AVX2, no VNNI"
+    diff = np.abs(np.array(emulated["probabilities"]) - np.array(parity_card["probabilities"]))
+    assert diff.max() <= parity.TOLERANCE
