@@ -62,7 +62,8 @@ faults: setup
 
 prepare: setup
 	$(PY) -m detector.training.prepare $(SHARED)/faces/dfdc $(SHARED)/faces/gan $(SHARED)/faces/diffusion \
-		$(SHARED)/faces/stargan $(SHARED)/faces/photoshop $(SHARED)/faces/utkface
+		$(SHARED)/faces/stargan $(SHARED)/faces/photoshop $(SHARED)/faces/utkface \
+		$(SHARED)/faces/ffpp $(SHARED)/faces/political $(SHARED)/faces/sdfd
 
 train: setup
 	$(PY) -m detector.training.train --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
