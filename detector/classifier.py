@@ -18,7 +18,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .config import Settings, get_settings
-from .cpu import this_cpu
+from .cpu import CpuClass, this_cpu
 from .errors import ModelNotFound
 from .faces import frame_width, mask_frame
 from .graph import for_serving
@@ -83,12 +83,14 @@ class Predictor:
         settings: Settings | None = None,
         batch_size: int = 16,
         rewrite: bool = True,
+        cpu: CpuClass | None = None,
     ):
         self.settings = settings or get_settings()
         self.model_dir = Path(model_dir or self.settings.model_dir)
         self.card = ModelCard.load(self.model_dir)
         self.batch_size = batch_size
         self.rewrite = rewrite
+        self.cpu = cpu or this_cpu()  # another class only to measure its path (make bench)
         self._session = None
         self._input = ""  # the loaded session's input name
         self._table: np.ndarray | None = None  # set when the session takes uint8 pixels
@@ -133,7 +135,7 @@ class Predictor:
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            graph = for_serving(path, self._lut, faster=self.rewrite)
+            graph = for_serving(path, self._lut, cpu=self.cpu, faster=self.rewrite)
             session = ort.InferenceSession(graph.model, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a truncated or foreign file: protobuf's or ONNX Runtime's own errors
             raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
@@ -145,7 +147,7 @@ class Predictor:
             "loaded %s (%s) on %s threads=%s rewrites=%s",
             path.name,
             self.card.version,
-            this_cpu().name,
+            self.cpu.name,
             self.settings.threads or "auto",
             ", ".join(graph.rewrites) or "none",
         )

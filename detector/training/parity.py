@@ -22,8 +22,8 @@ import numpy as np
 
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
-from ..cpu import this_cpu
-from ..graph import reference_session
+from ..cpu import classify, this_cpu
+from ..graph import for_serving, reference_session
 from ..media import load_image
 
 DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "dfdc"
@@ -38,16 +38,28 @@ def parity_crops(data: Path = DATA, per_label: int = PER_LABEL) -> tuple[list[st
     return [str(p.relative_to(data.parent.parent)) for p in names], crops
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
 def reference_probabilities(model_dir: Path, crops: np.ndarray) -> np.ndarray:
     """The reference computation's fake probabilities for ``crops`` (float input, file's graph)."""
     predictor = Predictor(model_dir, Settings(model_dir=model_dir, threads=1), rewrite=False)
     session = reference_session(model_dir / predictor.card.file)
     logits = session.run(["logit"], {session.get_inputs()[0].name: predictor.preprocess(crops)})[0][:, 0]
-    return _sigmoid(logits)
+    calibrated = predictor.calibration.apply(logits).astype(np.float64)  # as the card serves them
+    return 1.0 / (1.0 + np.exp(-calibrated))
+
+
+# The CPU classes a card describes: how each is served the same file.
+CLASSES = {
+    "x86 with VNNI or AMX": classify("x86_64", {"avx2", "avx512f", "avx512_vnni"}),
+    "x86 with AVX2 or AVX-512, no VNNI": classify("x86_64", {"avx2", "avx512f"}),
+    "ARM (NEON, dot product)": classify("aarch64", {"asimddp"}),
+}
+
+
+def serving_paths(model_dir: Path) -> dict[str, list[str]]:
+    """Per CPU class, what ``detector.graph`` does to the file before ONNX Runtime runs it."""
+    predictor = Predictor(model_dir, Settings(model_dir=model_dir, threads=1))
+    path = model_dir / predictor.card.file
+    return {name: list(for_serving(path, predictor._lut, cpu=cpu).rewrites) for name, cpu in CLASSES.items()}
 
 
 def measure(model_dir: Path, data: Path = DATA) -> dict:
@@ -61,6 +73,10 @@ def measure(model_dir: Path, data: Path = DATA) -> dict:
         "tolerance": TOLERANCE,
         "measured_on": this_cpu().name,
         "served_rewrites": list(served.rewrites),
+        "serving": {
+            **serving_paths(model_dir),
+            "browser (onnxruntime-web)": "the file as stored, float input: the same integers",
+        },
         "vs_reference": {
             "max_abs_diff": round(float(diff.max()), 4),
             "mean_abs_diff": round(float(diff.mean()), 4),
