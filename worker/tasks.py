@@ -24,6 +24,7 @@ from flask import current_app
 
 from detector.errors import ModelNotFound, UnmaskError
 from webapp.jobs import JobStore, StorageUnavailable, check_storage, expire_files
+from webapp.webcam.live import LIVE_MIN_CONFIDENCE
 
 from .analysis import get_analyzer, score_whole_image
 
@@ -225,6 +226,8 @@ def detect_frame(path: str) -> dict:
         analyzer = get_analyzer()
         image = load_image(path, analyzer.settings)
         faces = analyzer.detector.detect(image)
+        if analyzer.detector.name == "blazeface":  # the browser's detector: the same live rule
+            faces = [f for f in faces if f.confidence >= LIVE_MIN_CONFIDENCE]
         results = analyzer.score_faces(image, faces)
         threshold = analyzer.threshold
         out = []

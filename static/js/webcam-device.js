@@ -7,12 +7,17 @@
 // Library files come from static/vendor/ (scripts/vendor.sh), the model from /webcam/model/.
 "use strict";
 window.UnmaskDevice = (function () {
-  // BlazeFaceDetector's rules in detector/faces.py (without its full-range pass).
-  const CONFIDENT = 0.75;
-  const BORDER = 0.3;
-  const BORDER_MIN = 0.6;
-  const CROP_LIKE_SIDE = 360;
-  const MIN_CONFIDENCE = 0.5;
+  // BlazeFaceDetector's rules in detector/faces.py (without its full-range pass), as the server
+  // sends them in the card's "detection" (webapp/webcam/live.py); these are only the fallback.
+  const RULES = {
+    confident: 0.75,
+    border: 0.3,
+    border_min: 0.6,
+    crop_like_side: 360,
+    min_confidence: 0.5,
+    live_min_confidence: 0.75,
+    min_face_size: 36,
+  };
 
   function loadScript(src) {
     return new Promise((resolve, reject) => {
@@ -276,14 +281,15 @@ window.UnmaskDevice = (function () {
     });
 
     const detector = new FaceDetection({ locateFile: (file) => vendor + "face_detection/" + file });
-    detector.setOptions({ model: "short", minDetectionConfidence: MIN_CONFIDENCE, selfieMode: false });
+    const rules = Object.assign({}, RULES, card.detection || {});
+    detector.setOptions({ model: "short", minDetectionConfidence: rules.min_confidence, selfieMode: false });
     let latest = null;
     detector.onResults((results) => {
       latest = results.detections || [];
     });
     await detector.initialize();
 
-    const minFaceSize = Number(options.minFaceSize || 0);
+    const minFaceSize = Number(rules.min_face_size);
     const size = card.input_size;
     const border = document.createElement("canvas");
 
@@ -313,18 +319,18 @@ window.UnmaskDevice = (function () {
       const width = canvas.width;
       const height = canvas.height;
       let faces = await detectOn(canvas, width, height, [0, 0]);
-      if (!faces.some((f) => f.confidence >= CONFIDENT)) {
-        const px = pyRound(width * BORDER);
-        const py = pyRound(height * BORDER);
+      if (!faces.some((f) => f.confidence >= rules.confident)) {
+        const px = pyRound(width * rules.border);
+        const py = pyRound(height * rules.border);
         border.width = width + 2 * px;
         border.height = height + 2 * py;
         const ctx = border.getContext("2d");
         ctx.fillStyle = "#000";
         ctx.fillRect(0, 0, border.width, border.height);
         ctx.drawImage(canvas, px, py);
-        const cropLike = Math.min(width, height) < CROP_LIKE_SIDE;
+        const cropLike = Math.min(width, height) < rules.crop_like_side;
         const bordered = await detectOn(border, width, height, [px, py]);
-        faces = faces.concat(bordered.filter((f) => cropLike || f.confidence >= BORDER_MIN));
+        faces = faces.concat(bordered.filter((f) => cropLike || f.confidence >= rules.border_min));
       }
       return dedupe(faces);
     }
@@ -347,9 +353,11 @@ window.UnmaskDevice = (function () {
       return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     }
 
-    // One frame: the same answer as the server's /webcam/frame.
-    async function analyze(canvas) {
-      const faces = await detect(canvas);
+    // One frame: the same answer as the server's /webcam/frame. `live` keeps only faces as sure
+    // as the live rule (what the server's frame task keeps too); without it, every face found.
+    async function analyze(canvas, live) {
+      let faces = await detect(canvas);
+      if (live) faces = faces.filter((f) => f.confidence >= rules.live_min_confidence);
       const judged = faces.filter((f) => Math.min(f.box[2], f.box[3]) >= minFaceSize);
       const probs = await score(pixels(canvas), canvas.width, canvas.height, judged.map((f) => f.box));
       const out = faces.map((f) => {
@@ -360,11 +368,14 @@ window.UnmaskDevice = (function () {
         item.verdict = p === null ? null : p >= card.threshold ? "fake" : "real";
         return item;
       });
-      return { width: canvas.width, height: canvas.height, threshold: card.threshold, faces: out };
+      const answer = { width: canvas.width, height: canvas.height, threshold: card.threshold, faces: out };
+      if (card.thresholds) answer.thresholds = card.thresholds;
+      return answer;
     }
 
     return {
       card: card,
+      rules: rules,
       analyze: analyze,
       detect: detect,
       // The fake probability of the face in box [x, y, w, h] of a canvas (for parity checks).

@@ -27,8 +27,7 @@
   let stream = null;
   let running = false;
   let run = 0; // each start begins a new run; a loop of an earlier run stops itself
-  let history = [];
-  let threshold = 0.5;
+  let tracks = []; // the people in view: {box, scores, mean, verdict, missed}
   let frames = 0;
   let done = [];
   let mode = "";
@@ -52,6 +51,57 @@
     fpsBox.textContent = fps > 0 ? fps.toFixed(1) + " frames/s" : "";
   }
 
+  const COLORS = { fake: "#e74c3c", real: "#2ecc71", uncertain: "#f0a020" };
+
+  // The verdict for a fake probability: two thresholds (a model card with "thresholds") leave
+  // "uncertain" between them; one threshold splits real from fake.
+  function verdictFor(p, result) {
+    const t = result.thresholds;
+    if (t) return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
+    return p >= result.threshold ? "fake" : "real";
+  }
+
+  function iou(a, b) {
+    const iw = Math.max(0, Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]));
+    const ih = Math.max(0, Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]));
+    const inter = iw * ih;
+    const union = a[2] * a[3] + b[2] * b[3] - inter;
+    return union > 0 ? inter / union : 0;
+  }
+
+  // Each judged face joins the person it overlaps from the frames before, whose running mean
+  // over the last WINDOW frames is both its box's label and (for the most suspicious person in
+  // view) the headline: one number, shown twice. A person unseen for a few frames is forgotten.
+  function follow(result) {
+    const seen = [];
+    result.faces.forEach((face) => {
+      face.person = null;
+      if (face.fake_probability === null || face.fake_probability === undefined) return;
+      let best = null;
+      let bestOverlap = 0.3;
+      tracks.forEach((t) => {
+        const overlap = seen.includes(t) ? 0 : iou(t.box, face.box);
+        if (overlap > bestOverlap) {
+          best = t;
+          bestOverlap = overlap;
+        }
+      });
+      const person = best || { scores: [] };
+      person.box = face.box;
+      person.missed = 0;
+      person.scores = person.scores.concat([face.fake_probability]).slice(-WINDOW);
+      person.mean = person.scores.reduce((x, y) => x + y, 0) / person.scores.length;
+      person.verdict = verdictFor(person.mean, result);
+      face.person = person;
+      seen.push(person);
+    });
+    tracks.forEach((t) => {
+      if (!seen.includes(t)) t.missed += 1;
+    });
+    tracks = seen.concat(tracks.filter((t) => !seen.includes(t) && t.missed <= 2));
+    return seen;
+  }
+
   function draw(result) {
     overlay.width = video.clientWidth;
     overlay.height = video.clientHeight;
@@ -59,6 +109,7 @@
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     if (!result) {
       overlay.dataset.boxes = "0";
+      overlay.dataset.labels = "";
       return;
     }
     const sx = overlay.width / result.width;
@@ -68,8 +119,9 @@
     const labels = [];
     result.faces.forEach((face) => {
       const [x, y, w, h] = face.box;
-      const color = face.verdict === "fake" ? "#e74c3c" : face.verdict === "real" ? "#2ecc71" : "#aaaaaa";
-      const label = face.verdict ? face.verdict.toUpperCase() + " " + Math.round(face.fake_probability * 100) + "%" : "too small";
+      const person = face.person;
+      const color = person ? COLORS[person.verdict] : "#aaaaaa";
+      const label = person ? person.verdict.toUpperCase() + " " + Math.round(person.mean * 100) + "%" : "too small";
       ctx.strokeStyle = color;
       ctx.fillStyle = color;
       ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
@@ -83,26 +135,33 @@
     overlay.dataset.labels = labels.join("|");
   }
 
-  function updateVerdict(result) {
-    threshold = result.threshold;
-    const scores = result.faces.map((f) => f.fake_probability).filter((p) => p !== null);
-    if (scores.length) history.push(Math.max.apply(null, scores));
-    history = history.slice(-WINDOW);
-    if (history.length < MIN_FRAMES) {
-      verdictBox.textContent = scores.length ? "Looking…" : "No face in view.";
-      verdictBox.className = "verdict";
-      return;
+  const HEADLINE = { fake: "Likely FAKE", real: "Likely REAL", uncertain: "Uncertain: the model cannot tell from this face" };
+
+  function updateVerdict(result, people) {
+    let text = "";
+    let kind = "none";
+    if (!result.faces.length) {
+      text = "No face in view.";
+    } else if (!people.length) {
+      text = "A face is in view but too small to judge: come closer to the camera.";
+    } else {
+      const worst = people.reduce((a, b) => (b.mean > a.mean ? b : a));
+      if (worst.scores.length < MIN_FRAMES) {
+        text = "Looking…";
+      } else {
+        kind = worst.verdict;
+        text = HEADLINE[kind] + " · " + Math.round(worst.mean * 100) + "% fake over the last " + worst.scores.length + " frames";
+      }
     }
-    const mean = history.reduce((a, b) => a + b, 0) / history.length;
-    const fake = mean >= threshold;
-    verdictBox.textContent = (fake ? "Likely FAKE" : "Likely REAL") + " · " + Math.round(mean * 100) + "% fake over the last " + history.length + " frames";
-    verdictBox.className = "verdict " + (fake ? "fake" : "real");
+    verdictBox.textContent = text;
+    verdictBox.className = "verdict " + kind;
   }
 
   function show(result, started) {
     frames += 1;
+    const people = follow(result);
     draw(result);
-    updateVerdict(result);
+    updateVerdict(result, people);
     showRate();
     statusBox.textContent = frames + " frames checked · " + Math.round(performance.now() - started) + " ms for the last one";
   }
@@ -130,7 +189,7 @@
     if (video.videoWidth) {
       grabFrame();
       try {
-        const result = await (await engine).analyze(grab);
+        const result = await (await engine).analyze(grab, true);
         if (!running || current !== run) return;
         errorBox.textContent = "";
         show(result, started);
@@ -179,7 +238,6 @@
       engine = UnmaskDevice.create({
         vendorUrl: root.dataset.vendorUrl,
         cardUrl: root.dataset.modelUrl,
-        minFaceSize: root.dataset.minFaceSize,
       });
     }
     try {
@@ -202,7 +260,7 @@
     }
     video.srcObject = stream;
     await video.play().catch(() => {});
-    history = [];
+    tracks = [];
     frames = 0;
     done = [];
     running = true;

@@ -45,3 +45,68 @@ def test_a_photo_without_a_face_is_a_neutral_result(page, live_server, webmedia)
     assert page.text_content("#verdict") == "No face found"
     assert "verdict none" in page.get_attribute("#verdict", "class")
     assert "Checked the whole photo (320×240 px)" in page.text_content("#summary")
+
+
+def _fake_camera_browser(playwright, y4m=None):
+    """Chromium with its fake camera: its own green test pattern (no face), or a .y4m file."""
+    args = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    if y4m is not None:
+        args.append(f"--use-file-for-fake-video-capture={y4m}")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+
+
+def _frames_checked(page, at_least: int) -> None:
+    page.wait_for_function(
+        r"(n) => Number((document.querySelector('#webcam-status').textContent.match(/^\d+/) || [0])[0]) >= n",
+        arg=at_least,
+        timeout=60000,
+    )
+
+
+@pytest.mark.parametrize("mode", ["device", "server"])
+def test_webcam_on_a_test_pattern_says_no_face(playwright, live_server, mode):
+    """Chromium's own fake camera shows a green test pattern, no face. BlazeFace reports a
+    "face" on it at 0.53-0.62 every other frame; the live rule (the same in the browser and the
+    server's frame task) keeps none, so no box is drawn and the page says no face is seen."""
+    browser = _fake_camera_browser(playwright)
+    try:
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.goto(f"{live_server}/webcam/" + ("?mode=server" if mode == "server" else ""))
+        page.evaluate(
+            """() => new MutationObserver(() => {
+                const o = document.querySelector('#webcam-overlay');
+                window.maxBoxes = Math.max(window.maxBoxes || 0, Number(o.dataset.boxes || 0));
+                const v = document.querySelector('#webcam-verdict').textContent;
+                window.verdicts = (window.verdicts || new Set()).add(v);
+            }).observe(document.querySelector('#webcam'), {subtree: true, attributes: true, childList: true, characterData: true})"""
+        )
+        page.click("#webcam-start")
+        _frames_checked(page, 16)
+        assert page.get_attribute("#webcam-mode", "data-mode") == mode
+        assert page.evaluate("window.maxBoxes") == 0, page.get_attribute("#webcam-overlay", "data-labels")
+        verdicts = page.evaluate("Array.from(window.verdicts)")
+        assert not [v for v in verdicts if "Likely" in v], verdicts
+        assert page.text_content("#webcam-verdict") == "No face in view."
+    finally:
+        browser.close()
+
+
+def test_webcam_headline_and_box_show_the_same_number(playwright, live_server, tmp_path):
+    """A real face: the box's label and the headline are the same running mean and verdict."""
+    browser = _fake_camera_browser(playwright, webapp_media.webcam_y4m(tmp_path / "camera.y4m"))
+    try:
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.goto(f"{live_server}/webcam/")
+        page.click("#webcam-start")
+        decided = "() => /^(Likely|Uncertain)/.test(document.querySelector('#webcam-verdict').textContent)"
+        page.wait_for_function(decided, timeout=60000)
+        label, headline, kind = page.evaluate(
+            """() => [document.querySelector('#webcam-overlay').dataset.labels,
+                      document.querySelector('#webcam-verdict').textContent,
+                      document.querySelector('#webcam-verdict').className]"""
+        )
+        word, percent = label.split("|")[0].split()
+        assert kind == f"verdict {word.lower()}", (label, headline, kind)
+        assert f"· {percent} fake over the last" in headline, (label, headline)
+    finally:
+        browser.close()

@@ -27,6 +27,7 @@ from detector.media import sniff
 from ..errors import CSP, error_response
 from ..submit import celery_lock, task
 from .forms import FrameForm
+from .live import detection_rules
 
 bp = Blueprint("webcam", __name__, url_prefix="/webcam")
 
@@ -41,9 +42,7 @@ def _model_dir() -> Path:
 
 @bp.get("/")
 def page():
-    response = make_response(
-        render_template("webcam.html", form=FrameForm(), min_face_size=get_settings().min_face_size)
-    )
+    response = make_response(render_template("webcam.html", form=FrameForm()))
     response.headers["Content-Security-Policy"] = WEBCAM_CSP
     return response
 
@@ -59,6 +58,10 @@ def model_file(name: str):
         abort(404)
     if name == "card.json":
         fields = {k: v for k, v in dataclasses.asdict(card).items() if k != "extra"}
+        if "thresholds" in card.extra:  # two thresholds: "uncertain" between them
+            fields["thresholds"] = card.extra["thresholds"]
+        # The server's detection rules, so the browser keeps and judges the same faces.
+        fields["detection"] = detection_rules(get_settings())
         response = jsonify(fields)
         response.cache_control.max_age = 300
     elif name == card.file:
