@@ -65,8 +65,19 @@ prepare: setup
 		$(SHARED)/faces/stargan $(SHARED)/faces/photoshop $(SHARED)/faces/utkface \
 		$(SHARED)/faces/ffpp $(SHARED)/faces/political $(SHARED)/faces/sdfd
 
+# Training that outlives a machine (issue 20): each `make train` continues from the committed FP16
+# weights for TRAIN_MINUTES on all nine sources (groups weighed, real/fake pairs together), writes
+# the best weights back only if they beat the start on validation, and logs the continuation in
+# models/weights/lite0-student.log.json. Commit both files. `make train FROM=scratch` starts over
+# from ImageNet. (0.1.0's own recipe was: --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
+# --sampling frames --pairs 0, on six sources.)
+WEIGHTS := models/weights/lite0-student.pt
+FROM ?= committed
+TRAIN_MINUTES ?= 60
 train: setup
-	$(PY) -m detector.training.train --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
+	$(PY) -m detector.training.train --run lite0-nine-$$(git rev-parse --short HEAD)$(if $(filter scratch,$(FROM)),-scratch,) \
+		$(if $(filter scratch,$(FROM)),,--init $(WEIGHTS)) --steps 3000 --lr 2e-4 --eval-every 500 \
+		--minutes $(TRAIN_MINUTES) --save-weights $(WEIGHTS)
 
 # Issue 3's distillation: a Lite2 teacher at its native 260 px, then a Lite0 student taught by it
 # (sized for this 2-core CPU: 72 and about 45 minutes; checkpoints in ~/.cache/unmask/runs).

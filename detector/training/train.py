@@ -32,6 +32,7 @@ from .augment import augment
 from .export import load_checkpoint
 from .model import ARCHS, MEAN, STD, create_model, freeze_stem
 from .prepare import DEFAULT_CACHE
+from .sampling import GroupSampler
 from .sbi import face_ellipse, self_blend
 
 RUNS = Path(os.environ.get("UNMASK_RUNS", Path.home() / ".cache" / "unmask" / "runs"))
@@ -267,6 +268,9 @@ def train(args: argparse.Namespace) -> Path:
         opt.load_state_dict(ckpt["opt"])
         state = ckpt["state"]
         print(f"resumed {args.run} at step {state['step']}", flush=True)
+    elif args.init:
+        model.load_state_dict(load_weights(Path(args.init), args.arch))
+        print(f"{args.run} starts from {args.init}", flush=True)
     (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
 
     def save(path: Path, extra: dict | None = None) -> None:
@@ -283,24 +287,43 @@ def train(args: argparse.Namespace) -> Path:
         torch.save(payload, tmp)
         tmp.replace(path)
 
-    def evaluate() -> float:
+    def evaluate() -> tuple[float, dict[str, float]]:
         loader = DataLoader(val_set, batch_size=64, num_workers=1)
         scores = predict(model, loader)
-        labels = np.array([r["label"] for r in val_set.rows])
-        return auc(labels, scores)
+        return auc_by_source(val_set.rows, scores)
 
-    sampler_gen = torch.Generator().manual_seed(args.seed + state["step"])
-    sampler = torch.utils.data.WeightedRandomSampler(
-        weights, num_samples=(total_steps - state["step"]) * args.batch, generator=sampler_gen
-    )
-    loader = DataLoader(
-        train_set,
-        batch_size=args.batch,
-        sampler=sampler,
-        num_workers=args.workers,
-        drop_last=True,
-        persistent_workers=False,
-    )
+    if args.init and state["step"] == 0 and not state["history"]:
+        val_auc, per_source = evaluate()  # where this continuation starts, for the run log
+        state["history"].append({"step": 0, "val_auc": val_auc, "per_source": per_source, "minutes": 0.0})
+        print(f"eval step 0 val_auc {val_auc:.4f} {per_source}", flush=True)
+        model.train()
+        for m in frozen:
+            m.eval()
+    if args.sampling == "groups":
+        batches = GroupSampler(
+            train_rows,
+            args.batch,
+            total_steps,
+            sbi=len(sbi_rows),
+            sbi_share=args.sbi if not args.sbi_only else 1.0,
+            pair_share=args.pairs,
+            seed=args.seed,
+            start=state["step"],
+        )
+        loader = DataLoader(train_set, batch_sampler=batches, num_workers=args.workers)
+    else:
+        sampler_gen = torch.Generator().manual_seed(args.seed + state["step"])
+        sampler = torch.utils.data.WeightedRandomSampler(
+            weights, num_samples=(total_steps - state["step"]) * args.batch, generator=sampler_gen
+        )
+        loader = DataLoader(
+            train_set,
+            batch_size=args.batch,
+            sampler=sampler,
+            num_workers=args.workers,
+            drop_last=True,
+            persistent_workers=False,
+        )
     model.train()
     for m in frozen:
         m.eval()
@@ -340,14 +363,15 @@ def train(args: argparse.Namespace) -> Path:
                 flush=True,
             )
         if state["step"] % args.eval_every == 0 or state["step"] == total_steps:
-            val_auc = evaluate()
+            val_auc, per_source = evaluate()
             model.train()
             for m in frozen:
                 m.eval()
+            minutes = round(state["seconds"] / 60, 1)
             state["history"].append(
-                {"step": state["step"], "val_auc": val_auc, "minutes": round(state["seconds"] / 60, 1)}
+                {"step": state["step"], "val_auc": val_auc, "per_source": per_source, "minutes": minutes}
             )
-            print(f"eval step {state['step']} val_auc {val_auc:.4f}", flush=True)
+            print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
             if val_auc > state["best_auc"]:
                 state["best_auc"] = val_auc
                 save(run_dir / "best.pt")
@@ -361,7 +385,74 @@ def train(args: argparse.Namespace) -> Path:
     if not (run_dir / "best.pt").exists():
         save(run_dir / "best.pt")
     (run_dir / "summary.json").write_text(json.dumps(state, indent=2))
+    if args.save_weights:
+        save_weights(run_dir, Path(args.save_weights), args)
     return run_dir
+
+
+def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Pooled AUC, and each source's: its own two classes, or (a one-class source) its faces
+    against every real face of the split, rounded for the logs."""
+    labels = np.array([r["label"] for r in rows])
+    sources = np.array([r["source"] for r in rows])
+    out = {}
+    for source in sorted(set(sources)):
+        own = sources == source
+        mask = own if len(set(labels[own])) == 2 else own | (labels == 0)
+        value = auc(labels[mask], scores[mask])
+        if not np.isnan(value):
+            out[source] = round(value, 4)
+    return auc(labels, scores), out
+
+
+def load_weights(path: Path, arch: str) -> dict:
+    """A state dict from committed weights (FP16, ``save_weights``) or a run's checkpoint."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("arch", arch) != arch or blob.get("pruned"):
+        raise ValueError(
+            f"{path} holds {blob.get('arch')} weights{' (pruned)' if blob.get('pruned') else ''}"
+        )
+    return {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+
+
+def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
+    """The run's best model as FP16 weights at ``target`` (committed: the next machine continues
+    from them), and a line in the run log beside it (``<target>.log.json``): which run, from what,
+    how many steps and minutes, validation AUC at its start and best, per source, on which CPU."""
+    from ..cpu import this_cpu
+
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    state = json.loads((run_dir / "summary.json").read_text())
+    log_path = target.with_suffix(".log.json")
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"continuations": []}
+    start = next((h for h in state["history"] if h["step"] == 0), None)
+    top = max((h for h in state["history"] if h["step"] > 0), key=lambda h: h["val_auc"], default=None)
+    if args.init and start and top and top["val_auc"] <= start["val_auc"]:
+        print(f"no validation gain over {args.init}: {target} left as it was", flush=True)
+        kept = False
+    else:
+        fp16 = {k: v.half() if v.is_floating_point() else v for k, v in best["model"].items()}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"arch": args.arch, "size": best["size"], "model": fp16}, target)
+        kept = True
+    log["continuations"].append(
+        {
+            "date": time.strftime("%Y-%m-%d"),
+            "run": args.run,
+            "from": args.init or "ImageNet",
+            "steps": state["step"],
+            "minutes": round(state["seconds"] / 60, 1),
+            "cpu": this_cpu().name,
+            "start": start,
+            "best": top,
+            "kept": kept,
+            "command": "python -m detector.training.train " + " ".join(getattr(args, "argv", [])),
+        }
+    )
+    kept_runs = [c for c in log["continuations"] if c["kept"]]
+    log["cumulative_steps"] = sum(c["steps"] for c in kept_runs)
+    log["cumulative_minutes"] = round(sum(c["minutes"] for c in kept_runs), 1)
+    log_path.write_text(json.dumps(log, indent=2) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,11 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--sampling",
+        choices=["groups", "frames"],
+        default="groups",
+        help="groups: each video or identity counts once, pairs drawn together (detector.training.sampling)",
+    )
+    ap.add_argument("--pairs", type=float, default=0.5, help="share of a batch drawn as real/fake pairs")
+    ap.add_argument("--init", default="", help="start from these weights (committed FP16 or a checkpoint)")
+    ap.add_argument("--save-weights", default="", help="write the best weights here (FP16) and log the run")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    train(build_parser().parse_args(argv))
+    import sys
+
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    train(args)
     return 0
 
 
