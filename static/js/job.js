@@ -10,7 +10,7 @@
     starting: "Starting…",
     download: "Downloading the video…",
     frames: "Reading frames…",
-    faces: "Finding faces…",
+    faces: root.dataset.kind === "image" ? "Finding faces…" : "Finding and scoring faces…",
     scoring: "Scoring faces…",
     encoding: "Drawing the annotated copy…",
     done: "Done.",
@@ -50,6 +50,7 @@
     if (result.kind === "video") {
       const video = el("video", { id: "annotated-video", src: result.annotated_url, controls: "", playsinline: "", preload: "metadata" });
       media.appendChild(video);
+      $("video-note").hidden = result.status !== "ok";
     } else {
       media.appendChild(el("img", { id: "annotated-image", src: result.annotated_url, alt: "annotated photo" }));
     }

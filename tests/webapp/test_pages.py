@@ -110,3 +110,52 @@ def test_webcam_headline_and_box_show_the_same_number(playwright, live_server, t
         assert f"· {percent} fake over the last" in headline, (label, headline)
     finally:
         browser.close()
+
+
+def _portrait_clip(path, seconds: float = 2.0):
+    """A 720x1280 (portrait) H.264 clip: the shared face clip placed on a tall canvas."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(webapp_media.VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        rate = Fraction(stream.average_rate or 25)
+        enc = out.add_stream("libx264", rate=rate)
+        enc.width, enc.height, enc.pix_fmt = 720, 1280, "yuv420p"
+        enc.options = {"preset": "ultrafast"}
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= seconds * float(rate):
+                break
+            rgb = frame.to_ndarray(format="rgb24", width=720, height=720 * stream.height // stream.width)
+            canvas = np.full((1280, 720, 3), 40, dtype=np.uint8)
+            top = (1280 - rgb.shape[0]) // 2
+            canvas[top : top + rgb.shape[0]] = rgb
+            for packet in enc.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in enc.encode():
+            out.mux(packet)
+    return path
+
+
+def test_video_result_explains_its_scores_lists_real_stages_and_fits_the_screen(page, live_server, tmp_path):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    clip = _portrait_clip(tmp_path / "portrait.mp4")
+    page.goto(f"{live_server}/")
+    page.set_input_files("#file", str(clip))
+    page.click("#upload-submit")
+    page.wait_for_url("**/jobs/**")
+    # the stages listed are the ones the worker reports for a video (no separate "scoring")
+    stages = page.eval_on_selector_all("#stages li", "items => items.map(li => li.dataset.stage)")
+    assert stages == ["frames", "faces", "encoding"], stages
+    page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=120000)
+    assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#annotated-video'); return v && v.readyState >= 1; }",
+        timeout=20000,
+    )
+    assert "per person" in page.text_content("#video-note") and page.locator("#video-note").is_visible()
+    box = page.locator("#annotated-video").bounding_box()
+    assert box["height"] <= 0.8 * 720, box  # the player (and its controls) fits the window
+    assert box["width"] < box["height"]  # still portrait, not stretched
