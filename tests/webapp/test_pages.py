@@ -159,3 +159,17 @@ def test_video_result_explains_its_scores_lists_real_stages_and_fits_the_screen(
     box = page.locator("#annotated-video").bounding_box()
     assert box["height"] <= 0.8 * 720, box  # the player (and its controls) fits the window
     assert box["width"] < box["height"]  # still portrait, not stretched
+
+
+def test_a_long_file_name_does_not_widen_the_page_on_a_phone(page, live_server, webmedia, tmp_path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    named = tmp_path / ("holiday_photo_from_the_family_group_chat_" + "x" * 60 + ".jpg")
+    named.write_bytes(webmedia.blank.read_bytes())
+    page.goto(f"{live_server}/")
+    page.set_input_files("#file", str(named))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the chosen name, too
+    page.click("#upload-submit")
+    page.wait_for_url("**/jobs/**")
+    page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=120000)
+    assert named.name in page.text_content("h1")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
