@@ -23,7 +23,16 @@ from .classifier import Predictor
 from .config import Settings, get_settings
 from .faces import Face, FaceDetector, create_detector, crop_face
 from .media import detect_type, load_image
-from .results import AnalysisResult, FaceResult, FrameScore, TrackResult, verdict_for
+from .results import (
+    AnalysisResult,
+    FaceResult,
+    FrameScore,
+    Thresholds,
+    TrackResult,
+    face_verdict,
+    file_verdict,
+    person_verdict,
+)
 from .tracking import FaceFollower, FaceTracker
 from .video import SampleClock, VideoInfo, decode_ahead, iter_frames, probe_video
 
@@ -82,6 +91,8 @@ class Analyzer:
             threads = self.settings.threads or 1
             predictor = Predictor(settings=self.settings.with_overrides(threads=threads))
         self.predictor = predictor
+        # the verdict's thresholds: UNMASK_THRESHOLDS / --thresholds, else the model card's
+        self.thresholds: Thresholds = self.settings.thresholds or Thresholds.from_card(predictor.card)
         if detector is None or isinstance(detector, str):
             detector = create_detector(
                 detector or self.settings.face_detector, self.settings.min_detection_confidence
@@ -92,7 +103,8 @@ class Analyzer:
 
     @property
     def threshold(self) -> float:
-        return self.predictor.threshold
+        """The fake threshold (``thresholds.fake``), for readers of the single-threshold API."""
+        return self.thresholds.fake
 
     # -- faces -------------------------------------------------------------------------------
     def score_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
@@ -107,7 +119,8 @@ class Analyzer:
         results, k = [], 0
         for face in faces:
             if face.size >= self.settings.min_face_size:
-                result = FaceResult(face.box, face.confidence, float(probs[k]))
+                p = float(probs[k])
+                result = FaceResult(face.box, face.confidence, p, verdict=face_verdict(p, self.thresholds))
                 if cams is not None:
                     result.crop, result.heatmap = crops[k], cams[k]
                 results.append(result)
@@ -117,7 +130,7 @@ class Analyzer:
         return results
 
     def _labels(self, faces: list[FaceResult]) -> list[Label]:
-        return [Label(f.box, f.fake_probability, self.threshold, f.too_small) for f in faces]
+        return [Label(f.box, f.fake_probability, self.thresholds, f.too_small) for f in faces]
 
     # -- entry points ------------------------------------------------------------------------
     def analyze(
@@ -164,11 +177,12 @@ class Analyzer:
             width=image.shape[1],
             height=image.shape[0],
             threshold=self.threshold,
+            thresholds=self.thresholds,
             model=self.predictor.card.version,
         )
         if scored:
             result.fake_probability = max(scored)
-            result.verdict = verdict_for(result.fake_probability, self.threshold)
+            result.verdict = file_verdict(f.verdict for f in results)
         else:
             result.message = _no_face_message(results, self.settings)
         if annotate_to is not None:
@@ -220,16 +234,23 @@ class Analyzer:
             duration=info.duration,
             fps=info.fps,
             threshold=self.threshold,
+            thresholds=self.thresholds,
             model=self.predictor.card.version,
         )
         judged = [t for t in tracks if t.fake_probability is not None]
         if judged:
             best = max(judged, key=lambda t: t.fake_probability)
             result.fake_probability = best.fake_probability
-            result.verdict = verdict_for(best.fake_probability, self.threshold)
+            result.verdict = file_verdict(t.verdict for t in judged)
             result.faces = [
                 FaceResult(
-                    t.box, 1.0, t.fake_probability, track_id=t.track_id, crop=t.crop, heatmap=t.heatmap
+                    t.box,
+                    1.0,
+                    t.fake_probability,
+                    track_id=t.track_id,
+                    verdict=t.verdict,
+                    crop=t.crop,
+                    heatmap=t.heatmap,
                 )
                 for t in judged
             ]
@@ -318,7 +339,7 @@ class Analyzer:
                 TrackResult(
                     t.track_id,
                     p,
-                    verdict_for(p, self.threshold),
+                    person_verdict(t.scores, self.thresholds),
                     len(t.scores),
                     t.first_time,
                     t.last_time,
@@ -361,7 +382,7 @@ class Analyzer:
                     if face.fake_probability is not None:
                         latest[tid] = face.fake_probability
                     score = latest.get(tid, first_score.get(tid))
-                    labels.append(Label(face.box, score, self.threshold, face.too_small))
+                    labels.append(Label(face.box, score, self.thresholds, face.too_small))
                 # no RGB picture here: the boxes are drawn on the frame the encoder takes
                 writer.write(draw_labels_yuv420(frame.yuv420p(), labels))
                 if frame.index % 10 == 0:

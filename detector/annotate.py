@@ -1,6 +1,7 @@
 """Drawing verdicts on pictures and writing annotated video that plays in a browser.
 
-Green box for real, red for fake, the fake probability on the box; grey for faces too small to
+Green box for real, red for fake, amber for faces the model cannot tell (between the two
+thresholds of ``detector.results``), the fake probability on the box; grey for faces too small to
 judge. Video goes out as H.264 (yuv420p, even dimensions, moov atom first) with the source's
 audio copied when it is AAC and re-encoded to AAC otherwise, which every browser plays.
 """
@@ -18,10 +19,12 @@ import av
 import cv2
 import numpy as np
 
+from .results import Thresholds, face_verdict
 from .video import plane_view
 
 GREEN = (40, 200, 70)
 RED = (230, 40, 40)
+AMBER = (235, 150, 0)
 GREY = (160, 160, 160)
 
 # x264 settings for the annotated copy. Measured on the shared 720p and 1080p clips against the
@@ -40,7 +43,7 @@ X264_PARAMS = "cabac=1:deblock=0,0:bframes=1"
 class Label:
     box: tuple[int, int, int, int]
     fake_probability: float | None
-    threshold: float
+    threshold: Thresholds | float  # a single number: no uncertain band
     too_small: bool = False
 
 
@@ -50,8 +53,11 @@ def _style(label: Label) -> tuple[tuple[int, int, int], str]:
         return GREY, "too small"
     if p is None:
         return GREY, "face"
-    if p >= label.threshold:
+    verdict = face_verdict(p, label.threshold)
+    if verdict == "fake":
         return RED, f"FAKE {p:.2f}"
+    if verdict == "uncertain":
+        return AMBER, f"UNSURE {p:.2f}"
     return GREEN, f"REAL {p:.2f}"
 
 

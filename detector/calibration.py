@@ -10,8 +10,9 @@ the scores (the AUC is unchanged) and only make the probability honest:
 The card holds the fit (``"calibration": {"method", "temperature", "bias"}``); ``Predictor``
 applies it to every logit it returns and to every cell of the class activation map, so serving,
 the heatmaps and the verdict thresholds all speak the same probability. A card without the entry
-serves the raw sigmoid, as before. ``detector.training.evaluate --choose-thresholds`` fits it on
-the validation split and measures the expected calibration error on the test split.
+serves the raw sigmoid, as before. ``detector.training.evaluate --choose-thresholds`` chooses it
+on the validation split (``choose_calibration``: a scale is kept only if it predicts sources left
+out of its fit better than none) and measures the expected calibration error on the test split.
 """
 
 from __future__ import annotations
@@ -125,13 +126,79 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> Calibration:
 
 def fit_calibration(logits: np.ndarray, labels: np.ndarray, min_gain: float = 1e-3) -> Calibration:
     """Temperature scaling, or Platt scaling when the bias lowers the validation negative log
-    likelihood by more than ``min_gain`` nats per face: one parameter unless two clearly help."""
-    temperature = fit_temperature(logits, labels)
-    platt = fit_platt(logits, labels)
+    likelihood by more than ``min_gain`` nats per face: one parameter unless two clearly help.
+    Logits that rank fakes below reals (an untrained network) get no calibration."""
+    if len(np.unique(labels)) < 2:
+        return Calibration()
+    try:
+        temperature = fit_temperature(logits, labels)
+        platt = fit_platt(logits, labels)
+    except ValueError:
+        return Calibration()
     gain = negative_log_likelihood(logits, labels, temperature) - negative_log_likelihood(
         logits, labels, platt
     )
     return platt if gain > min_gain else temperature
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    """The calibration chosen, every candidate fitted on all the data, and each candidate's
+    negative log likelihood on sources it was not fitted on (leave one source out)."""
+
+    calibration: Calibration
+    candidates: dict[str, Calibration]
+    held_out_nll: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {
+            "candidates": {k: v.to_json() for k, v in self.candidates.items()},
+            "held_out_nll": {k: round(v, 4) for k, v in self.held_out_nll.items()},
+        }
+
+
+def _candidates(logits: np.ndarray, labels: np.ndarray) -> dict[str, Calibration]:
+    out = {"none": Calibration()}
+    if len(np.unique(labels)) == 2:
+        for name, fit in (("temperature", fit_temperature), ("platt", fit_platt)):
+            try:
+                out[name] = fit(logits, labels)
+            except ValueError:  # fakes ranked below reals: nothing to scale
+                pass
+    return out
+
+
+def choose_calibration(
+    logits: np.ndarray, labels: np.ndarray, sources: np.ndarray, min_gain: float = 1e-3
+) -> CalibrationChoice:
+    """No calibration, temperature or Platt scaling: whichever predicts best the sources it was
+    not fitted on. Each source of the data is held out in turn, the candidates are fitted on the
+    others and scored on it (negative log likelihood, summed over all faces), and a candidate with
+    more parameters must beat a simpler one by ``min_gain`` nats per face.
+
+    Why not simply the fit on all of it: the sources differ in how confident the model is about
+    them (it over-trusts one, under-trusts another), and one scale fitted to their pooled mix can
+    move scores away from the truth on sources it has not seen, which is what a user's file is.
+    With one source only, the in-sample rule of ``fit_calibration`` decides."""
+    logits, labels, sources = np.asarray(logits), np.asarray(labels), np.asarray(sources)
+    candidates = _candidates(logits, labels)
+    names = sorted(set(sources.tolist()))
+    if len(names) < 2:
+        chosen = fit_calibration(logits, labels, min_gain)
+        return CalibrationChoice(chosen, candidates, {})
+    totals = dict.fromkeys(candidates, 0.0)
+    for name in names:
+        held = sources == name
+        fits = _candidates(logits[~held], labels[~held])
+        for key in totals:
+            calibration = fits.get(key, Calibration())
+            totals[key] += negative_log_likelihood(logits[held], labels[held], calibration) * held.sum()
+    nll = {k: v / len(labels) for k, v in totals.items()}
+    best = "none"
+    for key in ("temperature", "platt"):  # in order of parameters
+        if key in nll and nll[key] < nll[best] - min_gain:
+            best = key
+    return CalibrationChoice(candidates[best], candidates, nll)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 One bad file never stops a scan: it becomes a row with status ``error`` and the exit status
 is 1 at the end (2 for bad usage). ``--json`` prints exactly one JSON object per file per line.
+A verdict is ``real``, ``uncertain`` or ``fake`` (``detector.results`` states the rule);
+``--thresholds REAL,FAKE`` replaces the model card's two thresholds for one scan.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from .config import get_settings
 from .errors import UnmaskError
 from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from .results import AnalysisResult
+from .results import AnalysisResult, Thresholds
 
 log = logging.getLogger("detector")
 
@@ -65,7 +67,14 @@ def _table_row(r: AnalysisResult) -> str:
     elif r.status == "ok":
         detail = f"{len(r.faces)} face(s)"
     origin = (r.provenance or {}).get("label", "")
-    return f"{verdict:<8} {score:>6}  {r.kind:<5}  {origin:<20}  {r.path}  {detail}"
+    return f"{verdict:<9} {score:>7}  {r.kind:<5}  {origin:<20}  {r.path}  {detail}"
+
+
+def _thresholds(text: str) -> Thresholds:
+    try:
+        return Thresholds.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--face-detector", choices=["blazeface", "haar"], default=None)
     scan.add_argument("--every-frame", action="store_true", help="analyse every video frame, not a sample")
     scan.add_argument("--model", type=Path, default=None, help="model folder (card.json + model.onnx)")
+    scan.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        metavar="REAL,FAKE",
+        default=None,
+        help="calibrated P(fake) below REAL is real, at or above FAKE is fake, between is uncertain "
+        "(default: the model card's; also UNMASK_THRESHOLDS)",
+    )
     scan.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -92,9 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     from .analyze import Analyzer
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # a malformed UNMASK_* variable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.model is not None:
         settings = settings.with_overrides(model_dir=args.model)
+    if args.thresholds is not None:
+        settings = settings.with_overrides(thresholds=args.thresholds)
     try:
         # The Analyzer builds the predictor with the thread count its pipeline wants.
         analyzer = Analyzer(settings, detector=args.face_detector)
@@ -113,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(files), unit="file", file=sys.stderr)
     failed = 0
     if not args.json:
-        print(f"{'VERDICT':<8} {'P(FAKE)':>6}  KIND   {'PROVENANCE':<20}  PATH")
+        print(f"{'VERDICT':<9} {'P(FAKE)':>7}  KIND   {'PROVENANCE':<20}  PATH")
     for path in files:
         result = scan_one(analyzer, path, args.annotate, args.every_frame)
         failed += result.status == "error"

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
+from .results import Thresholds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "unmask-lite0"
 
@@ -36,12 +38,16 @@ class Settings:
     threads: int = 0
     # PEM file of C2PA trust anchors; without it, signed files read as "untrusted" at best.
     c2pa_trust_anchors: Path | None = None
+    # The verdict's two thresholds on the calibrated P(fake), "REAL,FAKE"; unset: the model card's.
+    thresholds: Thresholds | None = None
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
 
 def _coerce(kind: type, raw: str) -> object:
+    if "Thresholds" in str(kind):
+        return Thresholds.parse(raw)
     if kind is Path or "Path" in str(kind):
         return Path(raw).expanduser()
     if kind in (int, "int"):
@@ -62,7 +68,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         try:
             values[f.name] = _coerce(f.type, raw)
         except ValueError as exc:
-            raise ValueError(f"UNMASK_{f.name.upper()}={raw!r} is not a valid {f.type}") from exc
+            kind = "REAL,FAKE pair" if "Thresholds" in str(f.type) else f.type
+            raise ValueError(f"UNMASK_{f.name.upper()}={raw!r} is not a valid {kind}: {exc}") from exc
     return Settings(**values)
 
 

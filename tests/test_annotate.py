@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from detector.annotate import (
+    AMBER,
     GREEN,
     GREY,
     RED,
@@ -26,10 +27,10 @@ BOX = (60, 50, 100, 90)
 
 
 def _box_coloured(image: np.ndarray, tolerance: int = 45) -> int:
-    """Pixels near the red or green of a verdict box (after H.264 or JPEG has blurred them)."""
+    """Pixels near the red, amber or green of a verdict box (after H.264 or JPEG has blurred them)."""
     pixels = image.reshape(-1, 3).astype(int)
-    near = [(np.abs(pixels - colour).max(axis=1) <= tolerance) for colour in (RED, GREEN)]
-    return int((near[0] | near[1]).sum())
+    near = [(np.abs(pixels - colour).max(axis=1) <= tolerance) for colour in (RED, AMBER, GREEN)]
+    return int(np.logical_or.reduce(near).sum())
 
 
 def _decode(path: Path) -> tuple[dict, list[np.ndarray]]:

@@ -24,8 +24,8 @@ EXPECTED_STATUS = {
 }
 
 
-def _scan(*args: str, model_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "UNMASK_MODEL_DIR": str(model_dir), "UNMASK_SAMPLE_FRAMES": "6"}
+def _scan(*args: str, model_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "UNMASK_MODEL_DIR": str(model_dir), "UNMASK_SAMPLE_FRAMES": "6", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "detector", "scan", *args],
         cwd=REPO_ROOT,
@@ -70,8 +70,8 @@ def test_json_rows_keep_the_contract(json_scan):
     for name, row in rows.items():
         assert {"path", "kind", "status", "verdict", "fake_probability", "faces"} <= row.keys()
         if row["status"] == "ok":
-            assert row["verdict"] in ("real", "fake") and 0 <= row["fake_probability"] <= 1
-            assert all({"box", "fake_probability"} <= face.keys() for face in row["faces"])
+            assert row["verdict"] in ("real", "uncertain", "fake") and 0 <= row["fake_probability"] <= 1
+            assert all({"box", "fake_probability", "verdict"} <= face.keys() for face in row["faces"])
         if name.endswith(".mp4") and row["status"] != "error":
             assert row["kind"] == "video" and row["frames_analyzed"] == 6
     assert rows["gradient.png"]["message"] == "no face was found"
@@ -108,7 +108,7 @@ def test_table_with_haar_exits_zero_when_all_succeed(folder, model_dir):
     assert len(rows) == 2
     for row, name, kind in zip(rows, ("face.jpg", "clip.mp4"), ("image", "video"), strict=True):
         verdict, score, row_kind = row.split()[:3]
-        assert verdict in ("REAL", "FAKE") and 0 <= float(score) <= 1 and row_kind == kind
+        assert verdict in ("REAL", "UNCERTAIN", "FAKE") and 0 <= float(score) <= 1 and row_kind == kind
         assert str(folder / name) in row
     assert "1 face(s)" in rows[0] and "6 frames, 1 person(s)" in rows[1]
     assert "Traceback" not in proc.stderr
@@ -138,3 +138,43 @@ def test_truncated_video_is_a_corrupt_media_row(tmp_path, make_clip, face_image,
     row = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert row["status"] == "error" and row["error_code"] == "corrupt_media", row
+
+
+@pytest.mark.parametrize(
+    ("how", "thresholds", "verdict"),
+    [
+        ("option", "0,0", "FAKE"),
+        ("option", "1,1", "REAL"),
+        ("option", "0,1", "UNCERTAIN"),
+        ("env", "0,1", "UNCERTAIN"),
+    ],
+)
+def test_thresholds_replace_the_cards(folder, model_dir, how, thresholds, verdict):
+    """Every score is at or above 0 (fake), under 1 (real), and between 0 and 1 (uncertain)."""
+    photo = str(folder / "face.jpg")
+    if how == "option":
+        proc = _scan(photo, "--json", "--thresholds", thresholds, model_dir=model_dir)
+    else:
+        proc = _scan(photo, "--json", model_dir=model_dir, env={"UNMASK_THRESHOLDS": thresholds})
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["verdict"] == verdict.lower() and row["faces"][0]["verdict"] == verdict.lower()
+    real, fake = map(float, thresholds.split(","))
+    assert row["thresholds"] == {"real": real, "fake": fake} and row["threshold"] == fake
+
+
+def test_table_says_uncertain(folder, model_dir):
+    proc = _scan(str(folder / "face.jpg"), "--thresholds", "0,1", model_dir=model_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[0] == "UNCERTAIN"
+
+
+@pytest.mark.parametrize(("how", "value"), [("option", "0.9,0.1"), ("option", "half"), ("env", "0.9,0.1")])
+def test_bad_thresholds_are_usage_errors(folder, model_dir, how, value):
+    photo = str(folder / "face.jpg")
+    if how == "option":
+        proc = _scan(photo, "--thresholds", value, model_dir=model_dir)
+    else:
+        proc = _scan(photo, model_dir=model_dir, env={"UNMASK_THRESHOLDS": value})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "thresholds" in proc.stderr.lower() and "Traceback" not in proc.stderr

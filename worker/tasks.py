@@ -182,6 +182,8 @@ def analyze_job(self, job_id: str) -> dict:
         log.error("job %s: %s", job_id, exc)  # the operator's problem; the path stays in the log
         payload = _error(exc.code, "the detection model is not installed on this server")
     except UnmaskError as exc:
+        if exc.detail:  # the decoder's own words, for the operator only
+            log.info("job %s: %s (%s)", job_id, exc, exc.detail)
         payload = _error(exc.code, str(exc))
     except SoftTimeLimitExceeded:
         limit = int(config["TASK_TIME_LIMIT"])
@@ -229,14 +231,14 @@ def detect_frame(path: str) -> dict:
         if analyzer.detector.name == "blazeface":  # the browser's detector: the same live rule
             faces = [f for f in faces if f.confidence >= LIVE_MIN_CONFIDENCE]
         results = analyzer.score_faces(image, faces)
-        threshold = analyzer.threshold
-        out = []
-        for face in results:
-            item = face.to_json()
-            p = face.fake_probability
-            item["verdict"] = None if p is None else ("fake" if p >= threshold else "real")
-            out.append(item)
-        return {"width": image.shape[1], "height": image.shape[0], "threshold": threshold, "faces": out}
+        # each face's verdict is the library's (detector.results.face_verdict): real, uncertain, fake
+        return {
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "threshold": analyzer.threshold,
+            "thresholds": analyzer.thresholds.to_json(),
+            "faces": [face.to_json() for face in results],
+        }
     except UnmaskError as exc:
         return {"error": str(exc), "error_code": exc.code}
     except Exception:
@@ -248,8 +250,10 @@ def detect_frame(path: str) -> dict:
 
 @shared_task(name="worker.tasks.score_images", soft_time_limit=60, time_limit=90)
 def score_images(paths: list[str]) -> list[dict]:
-    """The model's fake probability for each quiz picture (its most suspicious face)."""
+    """The model's fake probability for each quiz picture (its most suspicious face), and its
+    verdict by the library's photo rule."""
     from detector.media import load_image
+    from detector.results import face_verdict, file_verdict
 
     analyzer = get_analyzer()
     out = []
@@ -258,8 +262,12 @@ def score_images(paths: list[str]) -> list[dict]:
             image = load_image(path, analyzer.settings)
             results = analyzer.score_faces(image, analyzer.detector.detect(image))
             scores = [r.fake_probability for r in results if r.fake_probability is not None]
-            p = max(scores) if scores else score_whole_image(image)
-            out.append({"fake_probability": round(float(p), 4), "faces": len(scores)})
+            if scores:
+                p, verdict = max(scores), file_verdict(r.verdict for r in results)
+            else:  # a tight crop the detector misses: the whole picture is the face
+                p = score_whole_image(image)
+                verdict = face_verdict(p, analyzer.thresholds)
+            out.append({"fake_probability": round(float(p), 4), "verdict": verdict, "faces": len(scores)})
         except UnmaskError as exc:
             out.append({"fake_probability": None, "error": str(exc)})
         except Exception:

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = (time.time() - started) / 60
         folder = args.out / name
         export_mod.main([str(train_mod.RUNS / run / "last.pt"), "--out", str(folder), "--name", run])
-        evaluate_mod.choose_threshold(folder, cache)
+        evaluate_mod.choose_thresholds_and_calibration(folder, cache)
         report = evaluate_mod.evaluate(folder, cache, "test", None)
         table.append(row(name, [*shared, *flags], report, minutes))
         table_path.write_text(json.dumps(table, indent=2) + "\n")

@@ -1,14 +1,20 @@
 """Evaluate a shipped model folder exactly as it serves (ONNX Runtime), and write its report.
 
-    python -m detector.training.evaluate --model models/unmask-lite0
+    python -m detector.training.evaluate --model models/unmask-lite0 [--choose-thresholds]
+
+``--choose-thresholds`` first chooses the calibration (none, temperature or Platt scaling,
+whichever best predicts validation sources left out of its fit: ``detector.calibration``) and
+the verdict's two thresholds (``.thresholds``) on the validation split, and writes both into
+``card.json``; the test split never sees a choice.
 
 Reads the test split of the prepared crops (``prepare`` runs first if the cache is missing),
-and writes ``report.json`` and ``roc.png`` beside the model, then copies the headline numbers
-into ``card.json`` so the card always states what this command measured:
-AUC overall and per source / generator, accuracy at the card's threshold, AUC on the face
-alone and on the background alone (``background_check``), AUC after JPEG
-re-compression at quality 95 / 75 / 50 / 30, size, parameters, per-crop latency, and the
-verdicts on the labelled videos.
+and writes ``report.json``, ``roc.png`` and ``reliability.png`` beside the model, then copies
+the headline numbers into ``card.json`` so the card always states what this command measured:
+AUC overall and per source / generator, beside what the verdict does there (real faces called
+fake, fakes called real, the share left uncertain and so the share decided), the expected
+calibration error before and after calibration, AUC on the face alone and on the background
+alone (``background_check``), AUC after JPEG re-compression at quality 95 / 75 / 50 / 30, size,
+parameters, per-crop latency, and the verdicts on the labelled videos.
 """
 
 from __future__ import annotations
@@ -22,11 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration import (
+    Calibration,
+    choose_calibration,
+    expected_calibration_error,
+    negative_log_likelihood,
+    reliability,
+)
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
+from ..results import FRAME_SHARE, Thresholds
 from .augment import jpeg
 from .prepare import DEFAULT_CACHE
 from .sbi import face_ellipse
+from .thresholds import MAX_RATE, choose_thresholds, error_rates
 from .train import auc, load_crops, read_manifest
 
 JPEG_QUALITIES = (95, 75, 50, 30)
@@ -39,9 +54,12 @@ def _scores(predictor: Predictor, crops: np.ndarray, quality: int | None = None)
     return predictor.predict(crops)
 
 
-def breakdown(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
+def breakdown(
+    rows: list[dict], labels: np.ndarray, scores: np.ndarray, thresholds: Thresholds | None = None
+) -> dict:
     """AUC per source (its fakes and reals; one-class sources against every other real) and per
-    fake generator (against all reals), so a weak spot cannot hide in the pooled number."""
+    fake generator (against all reals), so a weak spot cannot hide in the pooled number. With
+    ``thresholds``, each also says what the verdict does to its own faces (``error_rates``)."""
     sources = sorted({r["source"] for r in rows})
     src = np.array([r["source"] for r in rows])
     gen = np.array([r["generator"] for r in rows])
@@ -62,11 +80,22 @@ def breakdown(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
         else:  # one-class set: scored against the other sets' opposite class
             one_class = fakes_vs_other_reals if labels[own].max() == 1 else ~fakes_vs_other_reals
             per_source[s] = {"auc": score(one_class), "n": int(own.sum())}
+        if thresholds is not None:
+            per_source[s].update(_rates(labels[own], scores[own], thresholds))
     per_generator = {}
     for g in sorted(set(gen[labels == 1])):
         mask = (gen == g) | (labels == 0)
         per_generator[g] = {"auc": score(mask), "n": int((gen == g).sum())}
+        if thresholds is not None:
+            per_generator[g].update(_rates(labels[gen == g], scores[gen == g], thresholds))
     return {"per_source": per_source, "per_generator": per_generator}
+
+
+def _rates(labels: np.ndarray, scores: np.ndarray, thresholds: Thresholds) -> dict:
+    """``error_rates`` without the counts ``breakdown`` already gives, and without the side a
+    one-class set does not have."""
+    rates = error_rates(scores, labels, thresholds)
+    return {k: v for k, v in rates.items() if k not in ("n", "n_real", "n_fake") and v is not None}
 
 
 def background_check(
@@ -128,6 +157,42 @@ def roc_picture(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
     plt.close(fig)
 
 
+def reliability_picture(
+    labels: np.ndarray, curves: dict[str, np.ndarray], thresholds: Thresholds, path: Path
+) -> None:
+    """Predicted P(fake) against the observed fake rate per bin (the diagonal is a calibrated
+    model), before and after calibration, with the two thresholds marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    for name, probabilities in curves.items():
+        bins = [b for b in reliability(probabilities, labels) if b.n]
+        ece = expected_calibration_error(probabilities, labels)
+        ax.plot(
+            [b.mean_probability for b in bins],
+            [b.fake_rate for b in bins],
+            "o-",
+            ms=3,
+            label=f"{name} (ECE {ece:.3f})",
+        )
+    for value, word in ((thresholds.real, "real below"), (thresholds.fake, "fake from")):
+        ax.axvline(value, color="#b07000", lw=0.8, ls="--")
+        ax.text(value, 0.02, f" {word} {value:.2f}", color="#b07000", fontsize=7, rotation=90)
+    ax.set_xlabel("predicted P(fake)")
+    ax.set_ylabel("observed share of fakes")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Unmask test split reliability (15 bins)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def video_verdicts(model_dir: Path, folder: Path) -> list[dict]:
     from ..analyze import Analyzer
 
@@ -147,29 +212,93 @@ def video_verdicts(model_dir: Path, folder: Path) -> list[dict]:
     return out
 
 
-def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score cut that maximises sensitivity + specificity (Youden's J) on the given data."""
-    best, cut = -1.0, 0.5
-    for t in np.unique(np.round(scores, 3)):
-        pred = scores >= t
-        j = pred[labels == 1].mean() + (~pred[labels == 0]).mean()
-        if j > best:
-            best, cut = j, float(t)
-    return cut
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60, 60)))
 
 
-def choose_threshold(model_dir: Path, cache: Path) -> float:
-    """Pick the card's threshold on the validation split (never the test split) and store it."""
+def raw_logits(predictor: Predictor, crops: np.ndarray) -> np.ndarray:
+    """The network's own logits, before the card's calibration."""
+    served = predictor.calibration
+    predictor.calibration = Calibration()
+    try:
+        return predictor.logits(crops)
+    finally:
+        predictor.calibration = served
+
+
+THRESHOLD_RULE = (
+    "on the validation split (splits/faces.csv), on the calibrated P(fake): 'fake' from the lowest "
+    "score at which at most {rate:.0%} of the real faces of every source score as high, 'real' "
+    "below the highest score under which at most {rate:.0%} of the fakes of every source fall; "
+    "uncertain between (the worst source sets each; one-class sources set the side they have; "
+    "crossing thresholds would both be their midpoint)"
+)
+VERDICT_RULE = (
+    "face: fake at or above thresholds.fake, real below thresholds.real, else uncertain; person in "
+    "a video: fake when the mean over its scored frames is at or above thresholds.fake and at "
+    "least {share:.0%} of those frames are, real when the mean is below thresholds.real and at "
+    "least {share:.0%} of frames are, else uncertain; file: fake if any person (or face) is fake, "
+    "uncertain if none is fake and any is uncertain, else real (detector/results.py)"
+)
+
+
+def choose_thresholds_and_calibration(
+    model_dir: Path, cache: Path, max_rate: float = MAX_RATE
+) -> tuple[Calibration, Thresholds]:
+    """Fit the calibration and choose both thresholds on the validation split (never the test
+    split), and store them in the card.
+
+    The card keeps ``threshold`` for readers from before calibration: it is the fake threshold
+    expressed as the raw ``sigmoid(logit)`` such a reader computes, so it calls fake exactly
+    what the new rule calls fake (and real everything else)."""
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     rows = [r for r in read_manifest(cache) if r["split"] == "val"]
     labels = np.array([r["label"] for r in rows])
-    cut = youden_threshold(labels, predictor.predict(load_crops(cache, rows, predictor.input_size)))
+    sources = np.array([r["source"] for r in rows])
+    logits = raw_logits(predictor, load_crops(cache, rows, predictor.input_size))
+    calibration_choice = choose_calibration(logits, labels, sources)
+    calibration = calibration_choice.calibration
+    raw, calibrated = _sigmoid(logits), _sigmoid(calibration.apply(logits))
+    choice = choose_thresholds(calibrated, labels, sources, max_rate)
     path = model_dir / "card.json"
     card = json.loads(path.read_text())
-    card["threshold"] = round(cut, 3)
-    card["threshold_rule"] = "Youden's J on the validation split (splits/faces.csv)"
+    card["threshold"] = float(
+        min(1.0, np.ceil(calibration.raw_probability(choice.thresholds.fake) * 1e4) / 1e4)
+    )
+    card["thresholds"] = choice.thresholds.to_json()
+    card["calibration"] = {
+        **calibration.to_json(),
+        "fitted_on": f"validation split, {len(rows)} faces",
+        "formula": "P(fake) = sigmoid(logit / temperature + bias)",
+        "rule": "none, temperature or Platt scaling, whichever has the lowest negative log "
+        "likelihood on validation sources left out of its fit (leave one source out); more "
+        "parameters must gain 0.001 nats per face",
+        **calibration_choice.to_json(),
+        "val_nll": {
+            "before": round(negative_log_likelihood(logits, labels, Calibration()), 4),
+            "after": round(negative_log_likelihood(logits, labels, calibration), 4),
+        },
+        "val_ece": {
+            "before": round(expected_calibration_error(raw, labels), 4),
+            "after": round(expected_calibration_error(calibrated, labels), 4),
+        },
+    }
+    card["threshold_rule"] = (
+        "threshold: thresholds.fake as the uncalibrated sigmoid(logit), for readers from before "
+        "calibration; thresholds: " + THRESHOLD_RULE.format(rate=max_rate)
+    )
+    card["thresholds_choice"] = choice.to_json()
+    card["verdict_rule"] = VERDICT_RULE.format(share=FRAME_SHARE)
+    if choice.crossed:
+        card["thresholds_note"] = (
+            f"the rule's thresholds crossed (real below {choice.rule_real}, fake from "
+            f"{choice.rule_fake}: on validation the classes are apart): both set to their "
+            "midpoint, so every face is decided"
+        )
+    else:
+        card.pop("thresholds_note", None)
     path.write_text(json.dumps(card, indent=2) + "\n")
-    return cut
+    return calibration, choice.thresholds
 
 
 def evaluate(
@@ -182,6 +311,7 @@ def evaluate(
         prepare_main([str(p) for p in sorted(faces.iterdir()) if p.is_dir()] + ["--out", str(cache)])
     predictor = Predictor(model_dir, Settings(model_dir=model_dir))
     card = predictor.card
+    thresholds = Thresholds.from_card(card)
     rows = [r for r in read_manifest(cache) if r["split"] == split]
     if limit:
         rows = rows[:: max(1, len(rows) // limit)]
@@ -189,7 +319,9 @@ def evaluate(
     labels = np.array([r["label"] for r in rows])
     src = np.array([r["source"] for r in rows])
     started = time.time()
-    scores = _scores(predictor, crops)
+    logits = raw_logits(predictor, crops)
+    raw = _sigmoid(logits)
+    scores = _sigmoid(predictor.calibration.apply(logits))  # what serving returns
     report: dict = {
         "model": card.name,
         "version": card.version,
@@ -197,11 +329,24 @@ def evaluate(
         "n": len(rows),
         "n_fake": int(labels.sum()),
         "auc": round(auc(labels, scores), 4),
-        "threshold": card.threshold,
-        "accuracy_at_threshold": round(float(((scores >= card.threshold) == labels).mean()), 4),
+        "threshold": thresholds.fake,
+        "thresholds": thresholds.to_json(),
+        "calibration": predictor.calibration.to_json(),
+        "ece": round(expected_calibration_error(scores, labels), 4),
+        "ece_uncalibrated": round(expected_calibration_error(raw, labels), 4),
+        "verdicts": error_rates(scores, labels, thresholds),
         "dfdc_auc": round(auc(labels[src == "dfdc"], scores[src == "dfdc"]), 4),
     }
-    report.update(breakdown(rows, labels, scores))
+    report["reliability"] = [
+        {"low": round(b.low, 4), "high": round(b.high, 4), "n": b.n}
+        | (
+            {"mean_probability": round(b.mean_probability, 4), "fake_rate": round(b.fake_rate, 4)}
+            if b.n
+            else {}
+        )
+        for b in reliability(scores, labels)
+    ]
+    report.update(breakdown(rows, labels, scores, thresholds))
     report["background_check"] = background_check(predictor, rows, labels, crops)
     report["jpeg_auc"] = {}
     curves = {"all": (labels, scores), "dfdc": (labels[src == "dfdc"], scores[src == "dfdc"])}
@@ -225,9 +370,15 @@ def evaluate(
     report["machine"] = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
     if videos is not None and videos.is_dir():
         report["videos"] = video_verdicts(model_dir, videos)
+        # right only when decided correctly; uncertain is neither right nor wrong
         report["videos_correct"] = sum(v["verdict"] == v["expected"] for v in report["videos"])
+        report["videos_uncertain"] = sum(v["verdict"] == "uncertain" for v in report["videos"])
+        report["videos_wrong"] = len(report["videos"]) - report["videos_correct"] - report["videos_uncertain"]
     report["command"] = "python -m detector.training.evaluate --model " + str(model_dir)
     roc_picture(curves, model_dir / "roc.png")
+    reliability_picture(
+        labels, {"uncalibrated": raw, "calibrated": scores}, thresholds, model_dir / "reliability.png"
+    )
     (model_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _update_card(model_dir, report)
     return report
@@ -242,7 +393,11 @@ def _update_card(model_dir: Path, report: dict) -> None:
         "auc",
         "dfdc_auc",
         "threshold",
-        "accuracy_at_threshold",
+        "thresholds",
+        "calibration",
+        "ece",
+        "ece_uncalibrated",
+        "verdicts",
         "per_source",
         "per_generator",
         "background_check",
@@ -252,6 +407,8 @@ def _update_card(model_dir: Path, report: dict) -> None:
         "latency_ms_per_crop_1_thread",
         "machine",
         "videos_correct",
+        "videos_uncertain",
+        "videos_wrong",
     )
     card["metrics"] = {k: report[k] for k in keys if k in report}
     card.setdefault("commands", {})["evaluate"] = report["command"]
@@ -267,14 +424,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-videos", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on about N crops (quick checks)")
     ap.add_argument(
-        "--choose-threshold", action="store_true", help="first set the card's threshold on the val split"
+        "--choose-thresholds",
+        "--choose-threshold",
+        dest="choose",
+        action="store_true",
+        help="first fit the calibration and choose both thresholds on the val split, into the card",
+    )
+    ap.add_argument(
+        "--max-rate",
+        type=float,
+        default=MAX_RATE,
+        help="with --choose-thresholds: the largest share of any source's reals called fake "
+        "(and of its fakes called real) on the val split (default 0.03)",
     )
     args = ap.parse_args(argv)
-    if args.choose_threshold:
-        choose_threshold(args.model, args.cache)
+    if args.choose:
+        choose_thresholds_and_calibration(args.model, args.cache, args.max_rate)
     report = evaluate(args.model, args.cache, args.split, None if args.no_videos else args.videos, args.limit)
-    if args.choose_threshold:
-        report["command"] += " --choose-threshold"
+    if args.choose:
+        report["command"] += " --choose-thresholds"
+        if args.max_rate != MAX_RATE:
+            report["command"] += f" --max-rate {args.max_rate}"
         (args.model / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _update_card(args.model, report)
     summary = {
@@ -282,14 +452,18 @@ def main(argv: list[str] | None = None) -> int:
         for k in (
             "auc",
             "dfdc_auc",
-            "accuracy_at_threshold",
+            "thresholds",
+            "ece_uncalibrated",
+            "ece",
+            "verdicts",
             "jpeg_auc_drop_95_to_30",
             "file_mb",
             "latency_ms_per_crop_1_thread",
         )
         if k in report
     }
-    summary["videos_correct"] = report.get("videos_correct")
+    for key in ("videos_correct", "videos_uncertain", "videos_wrong"):
+        summary[key] = report.get(key)
     print(json.dumps(summary), file=sys.stdout)
     return 0
 

@@ -193,7 +193,7 @@ def export_and_evaluate(
     quantize_mod.main([str(fp32 / "model.onnx"), str(int8 / "model.onnx"), "--cache", str(cache)])
     row: dict = {}
     for name, folder in (("fp32", fp32), ("int8", int8)):
-        evaluate_mod.choose_threshold(folder, cache)
+        evaluate_mod.choose_thresholds_and_calibration(folder, cache)
         report = evaluate_mod.evaluate(folder, cache, "test", videos, limit)
         row[name] = {
             "auc": report["auc"],
