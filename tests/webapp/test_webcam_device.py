@@ -163,6 +163,7 @@ def test_the_model_route_serves_the_card_and_the_onnx_file_read_only(client, rep
     for key in ("mean", "std", "crop_margin", "frame_mask", "threshold"):
         assert key in fields, key
     assert "training" not in fields and "commands" not in fields  # preprocessing only, no notes
+    assert fields["calibration"]["method"] in ("none", "temperature", "platt")  # the served P(fake)
     # the server's detection rules, so the browser keeps and judges the same faces
     from detector.config import get_settings
     from webapp.webcam.live import LIVE_MIN_CONFIDENCE

@@ -19,6 +19,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, send_from_directory
 from kombu.exceptions import OperationalError
 
+from detector.calibration import Calibration
 from detector.classifier import ModelCard
 from detector.config import get_settings
 from detector.errors import ModelNotFound
@@ -58,6 +59,8 @@ def model_file(name: str):
         abort(404)
     if name == "card.json":
         fields = {k: v for k, v in dataclasses.asdict(card).items() if k != "extra"}
+        # the card's thresholds are on the calibrated P(fake) = sigmoid(logit / temperature + bias)
+        fields["calibration"] = Calibration.from_card(card).to_json()
         if "thresholds" in card.extra:  # two thresholds: "uncertain" between them
             fields["thresholds"] = card.extra["thresholds"]
         # The server's detection rules, so the browser keeps and judges the same faces.
