@@ -390,6 +390,41 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     assert quantized.shape == (2,) and ((quantized >= 0) & (quantized <= 1)).all()
 
 
+@pytest.mark.slow
+def test_training_continues_from_committed_weights_and_logs_each_continuation(
+    tmp_path, monkeypatch, tiny_cache
+):
+    """Issue 20: a run leaves FP16 weights and a log line; the next run (another machine) starts
+    from those weights, not from ImageNet, and the log sums the continuations kept."""
+    import torch
+
+    from detector.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "RUNS", tmp_path / "runs")
+    weights = tmp_path / "weights" / "student.pt"
+    flags = "--size 64 --steps 2 --batch 4 --eval-every 2 --ckpt-every 2 --val-max 8 --warmup 1 --threads 1"
+    common = ["--cache", str(tiny_cache), *flags.split(), "--workers", "0", "--save-weights", str(weights)]
+    assert train_mod.main(["--run", "first", *common]) == 0
+    first = torch.load(weights, weights_only=False)
+    assert first["arch"] == "lite0" and all(
+        v.dtype == torch.float16 for v in first["model"].values() if v.is_floating_point()
+    )
+    log = json.loads(weights.with_suffix(".log.json").read_text())
+    assert [c["run"] for c in log["continuations"]] == ["first"] and log["cumulative_steps"] == 2
+
+    # a continuation of no steps is the starting point itself: the first run's weights, not ImageNet's
+    assert train_mod.main(["--run", "second", *common, "--init", str(weights), "--steps", "0"]) == 0
+    second_dir = tmp_path / "runs" / "second"
+    kept = torch.load(second_dir / "best.pt", weights_only=False)["model"]
+    assert all(torch.equal(kept[k], v.float()) for k, v in first["model"].items() if v.is_floating_point())
+    start = json.loads((second_dir / "summary.json").read_text())["history"][0]
+    assert start["step"] == 0 and "per_source" in start  # the starting weights were evaluated
+    log = json.loads(weights.with_suffix(".log.json").read_text())
+    second = log["continuations"][-1]
+    assert second["from"] == str(weights) and json.dumps(second["start"]) == json.dumps(start)
+    assert log["cumulative_steps"] == sum(c["steps"] for c in log["continuations"] if c["kept"])
+
+
 # -- distillation and pruning ------------------------------------------------------------------
 
 

@@ -1,0 +1,73 @@
+"""detector.training.sampling: groups weighed not frames, pairs from one group, resumable draws."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from detector.training.sampling import GroupSampler
+
+
+def _rows() -> list[dict]:
+    rows = []
+    # a video source: 2 groups, one with 40 frames of each label, one with 2
+    for group, n in (("big", 40), ("small", 2)):
+        for i in range(n):
+            rows.append(
+                {"source": "ffpp", "group": f"ffpp:{group}", "label": 0, "file": f"real_{group}_{i:02d}.jpg"}
+            )
+            rows.append(
+                {
+                    "source": "ffpp",
+                    "group": f"ffpp:{group}",
+                    "label": 1,
+                    "file": f"deepfakes_{group}_x_{i:02d}.jpg",
+                }
+            )
+    # an identity source whose fakes name their real: celeba_gN and celeba_gN_Blond_Hair
+    for g in range(30):
+        rows.append({"source": "stargan", "group": f"s:{g}", "label": 0, "file": f"celeba_g{g:02d}.jpg"})
+        rows.append(
+            {"source": "stargan", "group": f"s:{g}", "label": 1, "file": f"celeba_g{g:02d}_Blond_Hair.jpg"}
+        )
+    # a one-class source of single images
+    for g in range(10):
+        rows.append({"source": "sdfd", "group": f"sd:{g}", "label": 1, "file": f"fake/{g}.jpg"})
+    return rows
+
+
+def test_groups_count_once_whatever_they_hold():
+    rows = _rows()
+    sampler = GroupSampler(rows, batch=20, steps=400, pair_share=0.0)
+    drawn = Counter(rows[i]["group"] for batch in sampler for i in batch if rows[i]["source"] == "ffpp")
+    # 40 frames against 2, yet the two videos are drawn about equally often
+    assert 0.8 < drawn["ffpp:big"] / drawn["ffpp:small"] < 1.25
+    by_frame = GroupSampler(rows, batch=20, steps=400, pair_share=0.0, by_group=False)
+    drawn = Counter(rows[i]["group"] for batch in by_frame for i in batch if rows[i]["source"] == "ffpp")
+    assert drawn["ffpp:big"] / drawn["ffpp:small"] > 10
+
+
+def test_every_batch_is_half_real_and_pairs_come_from_one_group_and_frame():
+    rows = _rows()
+    sampler = GroupSampler(rows, batch=16, steps=200, sbi=5, sbi_share=0.3, pair_share=0.5, seed=3)
+    for batch in sampler:
+        assert len(batch) == 16
+        labels = [1 if i >= len(rows) else rows[i]["label"] for i in batch]
+        assert labels.count(0) == 8
+        for real, fake in zip(batch[:8:2], batch[1:8:2], strict=True):
+            r, f = rows[real], rows[fake]
+            assert (r["label"], f["label"]) == (0, 1) and r["group"] == f["group"]
+            stem_r, stem_f = r["file"][:-4], f["file"][:-4]
+            if r["source"] == "ffpp":
+                assert stem_r[-2:] == stem_f[-2:]  # the same frame index
+            else:
+                assert stem_f.startswith(stem_r)  # the edit of this very face
+    sources = Counter(rows[i]["source"] for b in sampler for i in b if i < len(rows))
+    assert sources["sdfd"] > 0 and sum(1 for b in sampler for i in b if i >= len(rows)) > 0
+
+
+def test_a_resumed_sampler_continues_with_the_same_batches():
+    rows = _rows()
+    whole = list(GroupSampler(rows, batch=8, steps=30, seed=7))
+    resumed = list(GroupSampler(rows, batch=8, steps=30, seed=7, start=12))
+    assert resumed == whole[12:] and len(resumed) == 18
+    assert list(GroupSampler(rows, batch=8, steps=30, seed=8)) != whole
