@@ -132,7 +132,7 @@ mobile: setup
 		--output_dir models/unmask-lite0/mobile --optimization_style Fixed
 
 evaluate: setup
-	$(PY) -m detector.training.evaluate --model models/unmask-lite0 --choose-threshold
+	$(PY) -m detector.training.evaluate --model models/unmask-lite0 --choose-thresholds
 
 clean:
 	rm -rf .pytest_cache .ruff_cache var
