@@ -8,9 +8,18 @@ from __future__ import annotations
 
 
 class UnmaskError(Exception):
-    """Base class: anything the library refuses, with a message fit to show a user."""
+    """Base class: anything the library refuses, with a message fit to show a user.
+
+    ``detail`` keeps a decoder's own words (FFmpeg's "Invalid data found when processing
+    input", Pillow's "cannot identify image file") for logs: they mean nothing to a person
+    looking at a web page, so they are never part of the message.
+    """
 
     code = "error"
+
+    def __init__(self, message: str = "", detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UnsupportedMedia(UnmaskError):

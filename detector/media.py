@@ -140,5 +140,5 @@ def load_image(path: str | Path, settings: Settings | None = None) -> np.ndarray
         raise MediaTooLarge("the image has too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptMedia(
-            f"the image cannot be decoded (corrupt or truncated): {error_reason(exc)}"
+            "the image cannot be decoded: it is corrupt or truncated", detail=error_reason(exc)
         ) from None

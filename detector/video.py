@@ -82,6 +82,11 @@ class Frame:
         return self._yuv
 
 
+# What a person reads; FFmpeg's own words go to the exception's ``detail`` (for logs) instead.
+_NO_FRAME = "no frame could be decoded: the video is corrupt or truncated"
+_CANNOT_READ = "the video cannot be read: it is corrupt or truncated"
+
+
 def plane_view(plane) -> np.ndarray:
     """A (height, width) uint8 view of one plane of a PyAV frame, without its row padding.
     It writes through to the frame: write only to frames of your own."""
@@ -97,7 +102,7 @@ def _first_frame_rotation(path: Path) -> int:
             for frame in container.decode(video=0):
                 return round(frame.rotation or 0)
         except av.error.FFmpegError as exc:
-            raise CorruptMedia(f"no frame could be decoded: {error_reason(exc)}") from None
+            raise CorruptMedia(_NO_FRAME, detail=error_reason(exc)) from None
     raise CorruptMedia("the video contains no decodable frame")
 
 
@@ -112,10 +117,10 @@ def _open(path: Path):
         return av.open(str(path), metadata_errors="ignore")
     except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
         raise CorruptMedia(
-            f"the video cannot be opened (corrupt or truncated): {error_reason(exc)}"
+            "the video cannot be opened: it is corrupt or truncated", detail=error_reason(exc)
         ) from None
     except (av.error.FFmpegError, OSError) as exc:
-        raise CorruptMedia(f"the video cannot be opened: {error_reason(exc)}") from None
+        raise CorruptMedia("the video cannot be opened", detail=error_reason(exc)) from None
 
 
 def probe_video(path: str | Path, settings: Settings | None = None) -> VideoInfo:
@@ -182,11 +187,11 @@ def _count_packets(container, stream, settings: Settings) -> tuple[int, float]:
                 raise MediaTooLong(f"the video runs longer than {settings.max_video_seconds:.0f} s")
     except av.error.FFmpegError as exc:
         if count == 0:
-            raise CorruptMedia(f"the video cannot be read: {error_reason(exc)}") from None
+            raise CorruptMedia(_CANNOT_READ, detail=error_reason(exc)) from None
     try:
         container.seek(0)
     except av.error.FFmpegError as exc:  # an index too damaged to seek back to the start
-        raise CorruptMedia(f"the video cannot be read: {error_reason(exc)}") from None
+        raise CorruptMedia(_CANNOT_READ, detail=error_reason(exc)) from None
     return count, last
 
 
@@ -216,7 +221,7 @@ def iter_frames(
                 decoded += 1
         except av.error.FFmpegError as exc:
             if decoded == 0:
-                raise CorruptMedia(f"no frame could be decoded: {error_reason(exc)}") from None
+                raise CorruptMedia(_NO_FRAME, detail=error_reason(exc)) from None
             if decoded < 0.5 * info.frames:
                 raise CorruptMedia(
                     f"the video is truncated or corrupt: decoding stopped after {decoded} of {info.frames} frames"

@@ -121,7 +121,10 @@
     facts.textContent = "";
     const exif = prov.exif || {};
     const video = prov.video || {};
-    const camera = [exif.make || video.make, exif.model || video.model].filter(Boolean).join(" ");
+    const make = exif.make || video.make || "";
+    const model = exif.model || video.model || "";
+    // "Canon" + "Canon EOS 5D" reads "Canon EOS 5D", not "Canon Canon EOS 5D"
+    const camera = make && model.toLowerCase().startsWith(make.toLowerCase()) ? model : [make, model].filter(Boolean).join(" ");
     const software = exif.software || exif.creator_tool || video.software || video.encoder;
     const rows = [
       ["Signed by", c2pa && c2pa.signer],
@@ -160,6 +163,7 @@
     $("progress-box").hidden = true;
     $("result").hidden = false;
     $("json-link").href = status.json_url;
+    $("json-box").hidden = status.state !== "done"; // a failed job has no result to download
     showProvenance(result);
     if (result && result.status === "no_face") {
       showNoFace(result);

@@ -38,8 +38,15 @@
     return null;
   }
 
+  // 812 bytes, 14 KB, 3.2 MB: a small photo is not "0.0 MB".
+  function size(bytes) {
+    if (bytes < 1024) return bytes + (bytes === 1 ? " byte" : " bytes");
+    if (bytes < 1048576) return Math.round(bytes / 1024) + " KB";
+    return (bytes / 1048576).toFixed(1) + " MB";
+  }
+
   function show(file) {
-    nameBox.textContent = file ? file.name + " (" + (file.size / 1048576).toFixed(1) + " MB)" : "";
+    nameBox.textContent = file ? file.name + " (" + size(file.size) + ")" : "";
     errorBox.textContent = "";
   }
 

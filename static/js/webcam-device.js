@@ -24,7 +24,11 @@ window.UnmaskDevice = (function () {
       const script = document.createElement("script");
       script.src = src;
       script.onload = resolve;
-      script.onerror = () => reject(new Error("could not load " + src));
+      // the address goes to the console; the page says it in words (webcam.js shows the message)
+      script.onerror = () => {
+        console.error("could not load " + src);
+        reject(new Error("its analysis files did not load"));
+      };
       document.head.appendChild(script);
     });
   }
@@ -255,22 +259,22 @@ window.UnmaskDevice = (function () {
 
   async function create(options) {
     const vendor = options.vendorUrl;
-    if (typeof WebAssembly !== "object") throw new Error("no WebAssembly");
+    if (typeof WebAssembly !== "object") throw new Error("it has no WebAssembly");
     const probe = document.createElement("canvas");
-    if (!probe.getContext("webgl2") && !probe.getContext("webgl")) throw new Error("no WebGL for the face detector");
+    if (!probe.getContext("webgl2") && !probe.getContext("webgl")) throw new Error("it has no WebGL for the face detector");
     await Promise.all([
       loadScript(vendor + "ort/ort.wasm.min.js"),
       loadScript(vendor + "face_detection/face_detection.js"),
     ]);
-    if (!window.ort || !window.FaceDetection) throw new Error("the on-device libraries did not load");
+    if (!window.ort || !window.FaceDetection) throw new Error("its analysis files did not load");
 
     const cardResponse = await fetch(options.cardUrl, { credentials: "same-origin" });
-    if (!cardResponse.ok) throw new Error("the model card is not available (" + cardResponse.status + ")");
+    if (!cardResponse.ok) throw new Error("the model is not available from this server");
     const card = await cardResponse.json();
     const modelUrl = new URL(card.file, new URL(options.cardUrl, location.href));
     modelUrl.searchParams.set("v", card.version); // a new model is fetched anew, not from a cache
     const modelResponse = await fetch(modelUrl, { credentials: "same-origin" });
-    if (!modelResponse.ok) throw new Error("the model is not available (" + modelResponse.status + ")");
+    if (!modelResponse.ok) throw new Error("the model is not available from this server");
 
     ort.env.wasm.wasmPaths = vendor + "ort/";
     ort.env.wasm.numThreads = 1; // threads need cross-origin isolation; one is enough for Lite0

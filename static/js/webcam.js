@@ -163,7 +163,7 @@
     draw(result);
     updateVerdict(result, people);
     showRate();
-    statusBox.textContent = frames + " frames checked · " + Math.round(performance.now() - started) + " ms for the last one";
+    statusBox.textContent = frames + (frames === 1 ? " frame" : " frames") + " checked · " + Math.round(performance.now() - started) + " ms for the last one";
   }
 
   function grabFrame() {
@@ -246,7 +246,7 @@
     } catch (e) {
       console.error("on-device analysis is not available", e);
       engine = null;
-      return ["server", "this browser cannot analyse on the device here: " + (e.message || e)];
+      return ["server", "this browser cannot analyse on the device here: " + (e.message || "it failed to start")];
     }
   }
 

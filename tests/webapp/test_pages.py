@@ -173,3 +173,59 @@ def test_a_long_file_name_does_not_widen_the_page_on_a_phone(page, live_server, 
     page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=120000)
     assert named.name in page.text_content("h1")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_corrupt_video_fails_in_plain_words_without_a_json_download(page, live_server, webmedia, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(webmedia.clip.read_bytes()[:32] + bytes(4000))  # an MP4 header, then zeros
+    _upload(page, live_server, broken)
+    assert page.get_attribute("#job", "data-state") == "failed"
+    failure = page.text_content("#failure")
+    assert "corrupt or truncated" in failure, failure
+    assert "Invalid data" not in failure, failure  # FFmpeg's words stay in the worker's log
+    assert page.locator("#json-link").is_hidden()  # nothing to download from a failed job
+
+
+def test_small_files_are_sized_in_kilobytes(page, live_server, webmedia):
+    page.goto(f"{live_server}/")
+    page.set_input_files("#file", str(webmedia.blank))
+    shown = page.text_content("#file-name")
+    size = webmedia.blank.stat().st_size
+    assert f"({round(size / 1024)} KB)" in shown and "0.0 MB" not in shown, shown
+
+
+def test_the_camera_line_does_not_repeat_the_make(page, live_server, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "canon.jpg"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D"  # Make, Model as Canon writes them
+    Image.new("RGB", (320, 240), (120, 130, 140)).save(photo, exif=exif)
+    _upload(page, live_server, photo)
+    facts = page.text_content("#provenance-facts")
+    assert "Canon EOS 5D" in facts and "Canon Canon" not in facts, facts
+
+
+def test_webcam_words_in_server_mode(playwright, live_server, tmp_path):
+    """The fallback says why in words (no file address), and counts '1 frame', not '1 frames'."""
+    browser = _fake_camera_browser(playwright, webapp_media.webcam_y4m(tmp_path / "camera.y4m"))
+    try:
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.route("**/static/vendor/ort/**", lambda route: route.abort())
+        page.goto(f"{live_server}/webcam/")
+        page.evaluate(
+            """() => new MutationObserver(() => {
+                window.statuses = (window.statuses || new Set()).add(
+                    document.querySelector('#webcam-status').textContent.split(' · ')[0]);
+            }).observe(document.querySelector('#webcam-status'), {childList: true, characterData: true, subtree: true})"""
+        )
+        page.click("#webcam-start")
+        _frames_checked(page, 2)
+        assert page.get_attribute("#webcam-mode", "data-mode") == "server"
+        mode = page.text_content("#webcam-mode")
+        assert "/static/" not in mode and "could not load" not in mode, mode
+        assert "did not load" in mode, mode
+        statuses = page.evaluate("Array.from(window.statuses)")
+        assert "1 frame checked" in statuses and "1 frames checked" not in statuses, statuses
+    finally:
+        browser.close()
