@@ -81,6 +81,7 @@ def _save_evidence(result, folder: Path) -> list[dict]:
             "index": i,
             "box": list(face.box),
             "fake_probability": None if face.fake_probability is None else round(face.fake_probability, 4),
+            "verdict": face.verdict,  # the library's: real, uncertain or fake
             "track_id": face.track_id,
             "crop": save_image(face.crop, folder / f"face-{i}.jpg").name,
             "heatmap": None,

@@ -29,6 +29,7 @@ def test_photo_job_writes_result_annotation_and_evidence(app, in_process, webmed
     assert store.file(job_id, result["annotated"]) is not None
     face = result["evidence"][0]
     assert store.file(job_id, face["crop"]) and store.file(job_id, face["heatmap"])
+    assert face["verdict"] == result["faces"][face["index"]]["verdict"]
     assert not (store.folder(job_id) / "in.jpg").exists()  # the upload is gone once analysed
 
 
