@@ -39,6 +39,13 @@ def error_response(status: int, code: str, message: str) -> tuple[Response | str
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
+        if request.path.startswith("/api/"):  # a script: say what to send, not "reload the page"
+            return error_response(
+                400,
+                "csrf",
+                "the CSRF token does not match the session cookie (or has expired): get both from "
+                "GET /api/v1/csrf and send the token as 'X-CSRFToken', or use 'Authorization: Bearer <key>'",
+            )
         return error_response(
             400, "csrf", "the form's security token is missing or expired: reload the page and try again"
         )

@@ -160,8 +160,8 @@ def test_one_quiz_round(page, service_app, live_server, repo_root):
 def test_a_post_without_csrf_token_is_refused(page, live_server):
     page.goto(f"{live_server}/")
     response = page.request.post(f"{live_server}/api/v1/analyze", form={"url": "http://127.0.0.1/x.mp4"})
-    assert response.status == 400
-    assert response.json()["error"]["code"] == "csrf"
+    assert response.status == 401  # the API says which header to send (tests/webapp/test_pages.py)
+    assert response.json()["error"]["code"] == "unauthorized"
     status = page.evaluate(
         """async (url) => (await fetch(url, {method: 'POST', body: new FormData()})).status""",
         f"{live_server}/link",

@@ -229,3 +229,30 @@ def test_webcam_words_in_server_mode(playwright, live_server, tmp_path):
         assert "1 frame checked" in statuses and "1 frames checked" not in statuses, statuses
     finally:
         browser.close()
+
+
+def test_api_clients_get_an_api_answer_and_browser_forms_keep_theirs(page, live_server):
+    page.goto(f"{live_server}/")
+    answers = page.evaluate(
+        """async (base) => {
+            const post = async (url, headers, accept) => {
+                const body = new FormData();
+                body.append("url", "http://127.0.0.1/x.mp4");
+                const r = await fetch(base + url, {method: "POST", body, headers: {Accept: accept, ...headers}});
+                return [r.status, (await r.json()).error];
+            };
+            return {
+                nothing: await post("/api/v1/analyze", {}, "application/json"),
+                bearer: await post("/api/v1/analyze", {Authorization: "Bearer abc"}, "application/json"),
+                form: await post("/link", {}, "application/json"),
+            };
+        }""",
+        live_server,
+    )
+    status, error = answers["nothing"]
+    assert status == 401 and "Authorization: Bearer <key>" in error["message"], answers
+    assert "X-CSRFToken" in error["message"] and "reload the page" not in error["message"]
+    status, error = answers["bearer"]  # this server has no API keys
+    assert status == 403 and "UNMASK_API_KEYS" in error["message"], answers
+    status, error = answers["form"]  # the browser's own form keeps the browser's words
+    assert status == 400 and "reload the page" in error["message"], answers

@@ -23,7 +23,6 @@ def test_pages_render_with_a_strict_policy(client, path):
     [
         ("/", {"file": (io.BytesIO(b"x"), "a.jpg")}),
         ("/link", {"url": "https://example.com/v"}),
-        ("/api/v1/analyze", {"url": "https://example.com/v"}),
         ("/webcam/frame", {"frame": (io.BytesIO(b"x"), "f.jpg")}),
         ("/quiz/round", {}),
         ("/quiz/answer", {"round": "x", "pick": "a"}),
@@ -128,9 +127,28 @@ def test_api_key_stands_in_for_csrf(tmp_path, monkeypatch, webmedia):
         data = {"file": (io.BytesIO(webmedia.photo.read_bytes()), "p.jpg")}
         return client.post("/api/v1/analyze", data=data, headers=headers)
 
-    assert post({"Authorization": "Bearer nope"}).status_code == 400
+    assert post({"Authorization": "Bearer nope"}).status_code == 403
     assert post({"Authorization": "Bearer k2"}).status_code == 202
     assert len(sent) == 1
+    refused = post({})  # neither a key nor a token: which headers to send
+    assert (
+        refused.status_code == 401 and "Authorization: Bearer <key>" in refused.get_json()["error"]["message"]
+    )
+
+
+def test_api_without_credentials_gets_an_api_answer(client, queued):
+    """Scripts get told which header to send (401), or that keys are off here (403); a token
+    that does not match its session is a 400 in the API's words, not the browser's."""
+    response = client.post("/api/v1/analyze", data={"url": "https://example.com/v"})
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    error = response.get_json()["error"]
+    assert error["code"] == "unauthorized"
+    assert "Authorization: Bearer <key>" in error["message"] and "X-CSRFToken" in error["message"]
+    keyed = client.post("/api/v1/analyze", data={"url": "x"}, headers={"Authorization": "Bearer k"})
+    assert keyed.status_code == 403 and keyed.get_json()["error"]["code"] == "api_keys_disabled"
+    stale = client.post("/api/v1/analyze", data={"url": "x"}, headers={"X-CSRFToken": "stale"})
+    assert stale.status_code == 400 and "reload the page" not in stale.get_json()["error"]["message"]
+    assert queued == []
 
 
 @pytest.mark.parametrize("max_queue", [0, 1], ids=["no-queue-limit", "queue-limit"])

@@ -24,12 +24,45 @@ from .forms import AnalyzeRequest
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def _api_key_ok() -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return False
-    given = header[7:].strip().encode()
-    return any(hmac.compare_digest(given, key.encode()) for key in current_app.config["API_KEYS"])
+HOW_TO_AUTHENTICATE = (
+    "send 'Authorization: Bearer <key>' (on a server with API keys), or the session cookie and "
+    "an 'X-CSRFToken' header from GET /api/v1/csrf"
+)
+
+
+def _refuse_unauthorized():
+    """An API answer for a request that proves nothing, or the wrong thing (None: go on).
+
+    A script needs to know which header to send: 401 when it sent neither an API key nor a CSRF
+    token, 403 when it sent a key this server does not accept. A token that is sent but does
+    not match its session is left to ``csrf.protect()`` (a 400 ``csrf``, worded for the API).
+    """
+    header = request.headers.get("Authorization")
+    if header is not None:
+        keys = current_app.config["API_KEYS"]
+        if not keys:
+            return error_response(
+                403,
+                "api_keys_disabled",
+                "this server accepts no API keys (UNMASK_API_KEYS is not set): send the session "
+                "cookie and an 'X-CSRFToken' header from GET /api/v1/csrf instead",
+            )
+        given = header[7:].strip().encode() if header.startswith("Bearer ") else b""
+        if not given:
+            return error_response(
+                401, "unauthorized", f"malformed Authorization header: {HOW_TO_AUTHENTICATE}"
+            )
+        if not any(hmac.compare_digest(given, key.encode()) for key in keys):
+            return error_response(403, "bad_api_key", "this API key is not accepted by this server")
+        return None
+    token = request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token")
+    if not token and not request.form.get("csrf_token"):
+        response, status = error_response(
+            401, "unauthorized", f"authentication required: {HOW_TO_AUTHENTICATE}"
+        )
+        return response, status, {"WWW-Authenticate": 'Bearer realm="unmask"'}
+    csrf.protect()
+    return None
 
 
 @bp.get("/csrf")
@@ -41,8 +74,9 @@ def csrf_token():
 @bp.post("/analyze")
 @csrf.exempt
 def analyze():
-    if not _api_key_ok():
-        csrf.protect()
+    refused = _refuse_unauthorized()
+    if refused is not None:
+        return refused
     req = AnalyzeRequest.from_request(request)
     if (req.file is None) == (req.url is None):
         return error_response(
