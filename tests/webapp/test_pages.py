@@ -256,3 +256,43 @@ def test_api_clients_get_an_api_answer_and_browser_forms_keep_theirs(page, live_
     assert status == 403 and "UNMASK_API_KEYS" in error["message"], answers
     status, error = answers["form"]  # the browser's own form keeps the browser's words
     assert status == 400 and "reload the page" in error["message"], answers
+
+
+def test_quiz_pairs_look_alike_and_the_answer_stays_readable(page, service_app, service_env, live_server):
+    """Both faces of a round: one data set, one crop, size and JPEG quality. After answering,
+    the cards (disabled buttons) and their scores keep full opacity."""
+    import io
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    faces = Path(webapp_media.SHARED) / "faces"
+    runner = service_app.test_cli_runner()
+    for name in ("dfdc", "stargan"):  # 224 px and 128 px crops in one pool
+        assert runner.invoke(args=["quiz", "import", str(faces / name), "--limit", "3"]).exit_code == 0
+    rounds = Path(service_env["UNMASK_DATA_DIR"]) / "quiz-rounds"
+    for n in range(3):
+        with page.expect_response("**/quiz/round") as made:
+            if n == 0:
+                page.goto(f"{live_server}/quiz/")
+            else:
+                page.click("#quiz-next")
+        round_id = made.value.json()["round"]
+        page.wait_for_selector("#quiz[data-ready='1']", timeout=15000)
+        record = json.loads((rounds / f"{round_id}.json").read_text())
+        origins = {Path(p).parent.parent.name for p in record["originals"].values()}
+        assert len(origins) == 1, record  # one data set
+        shown = []
+        for side in "ab":
+            body = page.request.get(live_server + page.get_attribute(f"#img-{side}", "src")).body()
+            with Image.open(io.BytesIO(body)) as img:
+                shown.append((img.size, img.quantization))
+        assert shown[0] == shown[1], "the two pictures differ in size or JPEG quality"
+        page.click("#pick-a")
+        page.wait_for_selector(f"#quiz[data-answered='{n + 1}'], #quiz-error:not(:empty)", timeout=30000)
+        opacity = page.evaluate(
+            "() => ['#pick-a', '#pick-b'].map(s => getComputedStyle(document.querySelector(s)).opacity)"
+        )
+        assert opacity == ["1", "1"], opacity
+        assert page.text_content("#score-a")

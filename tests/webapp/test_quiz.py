@@ -21,8 +21,31 @@ def test_import_command_fills_the_pool_with_anonymous_names(app, runner):
     assert result.exit_code == 0, result.output
     assert "imported 3 real and 3 fake" in result.output
     pool = Path(app.config["QUIZ_DIR"])
-    names = [p.name for p in (pool / "real").iterdir()] + [p.name for p in (pool / "fake").iterdir()]
+    names = [p.name for p in (pool / "dfdc" / "real").iterdir()] + [
+        p.name for p in (pool / "dfdc" / "fake").iterdir()
+    ]
     assert len(names) == 6 and not any("real" in n or "fake" in n for n in names)
+
+
+def test_a_round_pairs_one_data_set_through_one_crop_size_and_quality(tmp_path):
+    """The look of a picture (its source's size, crop, compression) must not give the answer."""
+    import random
+
+    from PIL import Image
+
+    from webapp.quiz.pool import QUIZ_SIDE, quiz_picture, scan_pool
+
+    faces = SHARED_FACES.parent
+    pool = scan_pool(faces)
+    rng = random.Random(1)
+    for _ in range(20):
+        real, fake = pool.pick_pair(rng)
+        assert real.parent.parent == fake.parent.parent, (real, fake)  # one data set
+    small = quiz_picture(sorted((faces / "stargan" / "real").iterdir())[0], tmp_path / "a.jpg")
+    large = quiz_picture(sorted((faces / "dfdc" / "fake").iterdir())[0], tmp_path / "b.jpg")
+    with Image.open(small) as a, Image.open(large) as b:
+        assert a.size == b.size == (QUIZ_SIDE, QUIZ_SIDE)
+        assert a.quantization == b.quantization  # the same JPEG quality
 
 
 def test_a_round_hides_the_answer_and_scores_player_and_model(app, client, runner, queued, monkeypatch):

@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError
 from ..errors import error_response
 from ..submit import celery_lock, task
 from .forms import AnswerForm, RoundForm
-from .pool import load_pool
+from .pool import load_pool, quiz_picture
 
 bp = Blueprint("quiz", __name__, url_prefix="/quiz")
 
@@ -68,17 +68,28 @@ def new_round():
         return error_response(
             409, "empty_pool", "the quiz has no pictures yet; see the quiz page for how to add them"
         )
-    real, fake = random.choice(pool.real), random.choice(pool.fake)
+    real, fake = pool.pick_pair()
     real_side = random.choice("ab")
-    pictures = {"a": str(real), "b": str(fake)} if real_side == "a" else {"a": str(fake), "b": str(real)}
+    originals = {"a": real, "b": fake} if real_side == "a" else {"a": fake, "b": real}
     round_id = secrets.token_hex(16)
+    # The pictures the player sees, and the model scores: the same crop, size and JPEG quality.
+    pictures = {
+        side: str(quiz_picture(path, _rounds() / f"{round_id}-{side}.jpg"))
+        for side, path in originals.items()
+    }
     task_id = None
     try:
         timeout = float(current_app.config["QUIZ_TIMEOUT"])
         task_id = _send_scoring(pictures, timeout)
     except (OperationalError, OSError, RuntimeError):
         pass  # the round still works; the answer will say the model's scores are missing
-    record = {"pictures": pictures, "real": real_side, "task": task_id, "created": time.time()}
+    record = {
+        "pictures": pictures,
+        "originals": {side: str(path) for side, path in originals.items()},
+        "real": real_side,
+        "task": task_id,
+        "created": time.time(),
+    }
     (_rounds() / f"{round_id}.json").write_text(json.dumps(record))
     return jsonify(
         round=round_id,
