@@ -71,3 +71,25 @@ def test_a_resumed_sampler_continues_with_the_same_batches():
     resumed = list(GroupSampler(rows, batch=8, steps=30, seed=7, start=12))
     assert resumed == whole[12:] and len(resumed) == 18
     assert list(GroupSampler(rows, batch=8, steps=30, seed=8)) != whole
+
+
+# --- the release gate (detector.training.release) ---
+
+
+def test_the_release_gates_noise_is_a_bootstrap_over_groups():
+    import numpy as np
+
+    from detector.training.release import _source_masks, bootstrap_noise
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    groups = np.array([f"g{i // 4}" for i in range(400)])  # 100 groups of 4 crops
+    shipped = labels + rng.normal(0, 0.8, 400)  # AUC about 0.8
+    noise = bootstrap_noise(labels, shipped, groups)
+    assert 0.02 < noise < 0.08  # about 0.04 for 400 crops in 100 groups
+    # ten groups of forty crops: fewer independent draws, more noise
+    assert bootstrap_noise(labels, shipped, np.array([f"g{i // 40}" for i in range(400)])) > noise
+    rows = [{"label": 0, "source": "a"}, {"label": 1, "source": "a"}, {"label": 1, "source": "b"}]
+    masks = _source_masks(rows)
+    assert masks["a"].tolist() == [True, True, False]
+    assert masks["b"].tolist() == [True, False, True]  # a fake-only set against every real face
