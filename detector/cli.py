@@ -18,25 +18,44 @@ from pathlib import Path
 
 from .config import get_settings
 from .errors import UnmaskError
-from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, sniff
 from .results import AnalysisResult, Thresholds
 
 log = logging.getLogger("detector")
 
 
+def _looks_like_media(path: Path) -> bool:
+    """A file in a folder scan: a known extension, or (since type is judged from content, and
+    phones and messengers save files without one) first bytes that name a format we read."""
+    if path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            return sniff(fh.read(64)) is not None
+    except OSError:
+        return False
+
+
 def expand(paths: list[str]) -> Iterator[Path]:
-    """Files as given, and folders walked recursively for media by extension, sorted."""
+    """Files as given, and folders walked recursively for media (by extension or content), sorted."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                if child.is_file() and _looks_like_media(child):
                     yield child
         else:
             yield path
 
 
 def _kind_guess(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            media = sniff(fh.read(64))
+    except OSError:
+        media = None
+    if media is not None:
+        return media.kind
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 

@@ -24,7 +24,30 @@ MediaKind = Literal["image", "video"]
 _SNIFF_BYTES = 64
 # A file path in a decoder's message, quoted ('/a/b.mp4') or bare (/a/b.mp4): never shown to users.
 _QUOTED_PATH = re.compile(r"""(['\"])(?:[A-Za-z]:)?[/\\\\][^'\"]*\1|(?<![\w.])/[^\s'\"]+""")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+}
+# ISO-BMFF brands ("ftyp" boxes) of still pictures: AVIF (Pillow reads it) and HEIF/HEIC, what
+# iPhones save by default (read through pillow-heif's Pillow plug-in, registered below).
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+try:
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # without it a HEIC photo fails to decode, in plain words (load_image)
+    pass
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".3gp"}
 
 
@@ -55,8 +78,12 @@ def sniff(head: bytes) -> MediaType | None:
         return MediaType("image", "tiff")
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"):
-            return None
+        box = int.from_bytes(head[:4], "big")
+        compatible = {head[i : i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
+        if brand in _AVIF_BRANDS or (brand in (b"mif1", b"msf1") and compatible & _AVIF_BRANDS):
+            return MediaType("image", "avif")
+        if brand in _HEIF_BRANDS:
+            return MediaType("image", "heif")
         return MediaType("video", "mp4")
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return MediaType("video", "matroska")
@@ -96,7 +123,7 @@ def detect_type(path: str | Path, settings: Settings | None = None) -> MediaType
     if kind is None:
         raise UnsupportedMedia(
             "not a supported image or video: the content is none of JPEG, PNG, WebP, GIF, BMP, "
-            "TIFF, MP4/MOV, WebM/MKV or AVI"
+            "TIFF, AVIF, HEIC/HEIF, MP4/MOV, WebM/MKV or AVI"
         )
     return kind
 

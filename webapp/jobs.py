@@ -38,6 +38,8 @@ EXTENSIONS = {
     "webp": ".webp",
     "bmp": ".bmp",
     "tiff": ".tif",
+    "avif": ".avif",
+    "heif": ".heic",
     "mp4": ".mp4",
     "matroska": ".mkv",
     "avi": ".avi",

@@ -57,7 +57,7 @@ def submit_upload(upload: FileStorage) -> Job:
     if media is None:
         raise UnsupportedMedia(
             "this is not a photo or video we can read: the content is none of JPEG, PNG, WebP, "
-            "GIF, BMP, TIFF, MP4/MOV, WebM/MKV or AVI (whatever the file name says)"
+            "GIF, BMP, TIFF, AVIF, HEIC/HEIF, MP4/MOV, WebM/MKV or AVI (whatever the file name says)"
         )
     job = Job(id=new_id(), source="upload", filename=_clean_name(upload.filename), kind=media.kind)
     job.input = f"{secrets.token_hex(8)}{EXTENSIONS.get(media.format, '.bin')}"

@@ -21,7 +21,15 @@
     if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "image";
     if (ascii(0, 2) === "BM") return "image";
     if (ascii(0, 4) === "II*\u0000" || ascii(0, 4) === "MM\u0000*") return "image";
-    if (ascii(4, 8) === "ftyp") return "video";
+    if (ascii(4, 8) === "ftyp") {
+      // still pictures in an ISO-BMFF box (as detector/media.py judges them): AVIF, HEIF/HEIC
+      const brand = ascii(8, 12);
+      const compatible = ascii(16, Math.min(b.length, (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]));
+      if (brand === "avif" || brand === "avis") return "image";
+      if ((brand === "mif1" || brand === "msf1") && /avi[fs]/.test(compatible)) return "image";
+      if (["heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1"].includes(brand)) return "image";
+      return "video";
+    }
     if (b[0] === 0x1a && b[1] === 0x45 && b[2] === 0xdf && b[3] === 0xa3) return "video";
     if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "AVI ") return "video";
     return null;
@@ -33,7 +41,7 @@
     if (file.size > maxBytes) {
       return "the file is " + (file.size / 1048576).toFixed(0) + " MB; the limit is " + (maxBytes / 1048576).toFixed(0) + " MB";
     }
-    const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+    const head = new Uint8Array(await file.slice(0, 64).arrayBuffer());
     if (!sniff(head)) return "this is not a photo or video we can read";
     return null;
   }

@@ -296,3 +296,20 @@ def test_quiz_pairs_look_alike_and_the_answer_stays_readable(page, service_app, 
         )
         assert opacity == ["1", "1"], opacity
         assert page.text_content("#score-a")
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heic_photos_are_analysed(page, live_server, webmedia, tmp_path, fmt):
+    from PIL import Image
+
+    photo = tmp_path / ("face.avif" if fmt == "AVIF" else "IMG_0001.HEIC")
+    Image.open(webmedia.photo).save(photo, format=fmt, quality=90)
+    page.goto(f"{live_server}/")
+    accept = page.get_attribute("#file", "accept")
+    assert ".heic" in accept and ".avif" in accept
+    page.set_input_files("#file", str(photo))
+    page.click("#upload-submit")
+    page.wait_for_url("**/jobs/**", timeout=15000)  # the browser's check let it through
+    page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=120000)
+    assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
+    assert page.locator("#faces img").count() >= 1  # the face was found and judged
