@@ -68,6 +68,7 @@
       box.appendChild(card);
     });
     $("faces-title").hidden = !(result.evidence || []).length;
+    $("heatmap-legend").hidden = !(result.evidence || []).some((face) => face.heatmap_url);
   }
 
   function showTimeline(result) {

@@ -313,3 +313,32 @@ def test_avif_and_heic_photos_are_analysed(page, live_server, webmedia, tmp_path
     page.wait_for_selector("#job[data-state='done'], #job[data-state='failed']", timeout=120000)
     assert page.get_attribute("#job", "data-state") == "done", page.text_content("#failure")
     assert page.locator("#faces img").count() >= 1  # the face was found and judged
+
+
+def test_small_things_one_picker_a_favicon_spaced_webcam_button_and_a_heatmap_legend(
+    page, live_server, webmedia
+):
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page.goto(f"{live_server}/")
+    # one picker: the drop zone; the browser's own input is inside it, out of sight
+    pickers = page.eval_on_selector_all(
+        "input[type=file], .drop-zone",
+        "els => els.filter(e => { const r = e.getBoundingClientRect(); return r.width > 2 && r.height > 2; }).length",
+    )
+    assert pickers == 1
+    assert page.evaluate(
+        "() => document.querySelector('#drop-zone').contains(document.querySelector('#file'))"
+    )
+    icon = page.request.get(f"{live_server}/favicon.ico")
+    assert icon.status == 200 and icon.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    page.goto(f"{live_server}/webcam/")
+    button = page.locator("#webcam-start").bounding_box()
+    video = page.locator(".stage-box").bounding_box()
+    assert button["y"] + button["height"] + 8 <= video["y"], (button, video)  # above, with room
+    _upload(page, live_server, webmedia.photo)
+    assert page.get_attribute("#job", "data-state") == "done"
+    assert page.locator("#heatmap-legend").is_visible()
+    assert "red marks the regions that pushed the score towards fake" in page.inner_text("#heatmap-legend")
+    page.wait_for_timeout(300)
+    assert not [u for u in missing if "favicon" in u], missing

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    send_file,
+    send_from_directory,
+    url_for,
+)
 
 from detector.errors import UnmaskError
 
@@ -77,6 +87,12 @@ def _refuse(form, template: str, status: int, code: str, message: str):
         ),
         status,
     )
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on every site, whatever the page links to."""
+    return send_from_directory(current_app.static_folder or "static", "favicon.ico", max_age=86400)
 
 
 @bp.get("/jobs/<job_id>")
