@@ -56,15 +56,45 @@
     }
   }
 
+  // Verdicts are strings: "real", "fake" and (with two thresholds) "uncertain", each with its
+  // words and colour; anything new falls back to neutral words rather than a wrong colour.
+  const HEADLINE = {
+    fake: "Likely FAKE",
+    real: "Likely REAL",
+    uncertain: "Uncertain: the model cannot tell from this face",
+  };
+  const FACE_WORDS = { fake: "likely fake", real: "likely real", uncertain: "the model cannot tell from this face" };
+
+  function thresholdsOf(result) {
+    if (result.thresholds) return result.thresholds;
+    return { real: result.threshold, fake: result.threshold };
+  }
+
+  function verdictFor(p, result) {
+    if (p === null || p === undefined) return null;
+    const t = thresholdsOf(result);
+    return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
+  }
+
+  // A face card's verdict: its own, or its person's (videos), or from the thresholds.
+  function faceVerdict(face, result) {
+    if (face.verdict) return face.verdict;
+    const person = (result.persons || []).find((p) => p.track_id === face.track_id && face.track_id !== undefined);
+    if (person && person.verdict) return person.verdict;
+    return verdictFor(face.fake_probability, result);
+  }
+
   function showFaces(result) {
     const box = $("faces");
     box.textContent = "";
     (result.evidence || []).forEach((face, i) => {
-      const card = el("figure", { class: "face " + (face.fake_probability >= result.threshold ? "fake" : "real") });
+      const verdict = faceVerdict(face, result);
+      const card = el("figure", { class: "face " + (verdict || "none"), "data-verdict": verdict || "" });
       if (face.crop_url) card.appendChild(el("img", { src: face.crop_url, alt: "face " + (i + 1) }));
       if (face.heatmap_url) card.appendChild(el("img", { src: face.heatmap_url, alt: "regions that drove the score for face " + (i + 1) }));
       const who = face.track_id !== null && face.track_id !== undefined ? "Person " + (face.track_id + 1) : "Face " + (i + 1);
-      card.appendChild(el("figcaption", {}, who + ": " + Unmask.percent(face.fake_probability) + " fake"));
+      const words = FACE_WORDS[verdict] ? " · " + FACE_WORDS[verdict] : "";
+      card.appendChild(el("figcaption", {}, who + ": " + Unmask.percent(face.fake_probability) + " fake" + words));
       box.appendChild(card);
     });
     $("faces-title").hidden = !(result.evidence || []).length;
@@ -81,8 +111,12 @@
       data: {
         datasets: [
           { label: "fake probability", data: points.map((p) => ({ x: p.time, y: p.fake_probability })), borderColor: "#c0392b", pointRadius: 2, tension: 0.2 },
-          { label: "threshold", data: points.map((p) => ({ x: p.time, y: result.threshold })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
-        ],
+          { label: "fake from here", data: points.map((p) => ({ x: p.time, y: thresholdsOf(result).fake })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
+        ].concat(
+          result.thresholds && result.thresholds.real !== result.thresholds.fake
+            ? [{ label: "real below here", data: points.map((p) => ({ x: p.time, y: result.thresholds.real })), borderColor: "#1e9e4a", borderDash: [2, 4], pointRadius: 0 }]
+            : []
+        ),
       },
       options: {
         animation: false,
@@ -177,12 +211,17 @@
       }
       return;
     }
-    const fake = result.verdict === "fake";
-    $("verdict").textContent = (fake ? "Likely FAKE" : "Likely REAL") + " · " + Unmask.percent(result.fake_probability) + " fake";
-    $("verdict").className = "verdict " + (fake ? "fake" : "real");
+    const verdict = result.verdict || verdictFor(result.fake_probability, result);
+    $("verdict").textContent = (HEADLINE[verdict] || "Verdict: " + verdict) + " · " + Unmask.percent(result.fake_probability) + " fake";
+    $("verdict").className = "verdict " + (HEADLINE[verdict] ? verdict : "none");
+    $("verdict").dataset.verdict = verdict || "";
     const faces = (result.evidence || []).length;
-    let summary = faces + (faces === 1 ? " face" : " faces") + " judged; threshold " + Unmask.percent(result.threshold);
-    if (result.kind === "video") summary += "; " + result.frames_analyzed + " frames sampled";
+    const t = thresholdsOf(result);
+    let summary = plural(faces, "face") + " judged; ";
+    summary += t.real !== t.fake
+      ? "real below " + Unmask.percent(t.real) + ", fake from " + Unmask.percent(t.fake) + ", uncertain between"
+      : "threshold " + Unmask.percent(t.fake);
+    if (result.kind === "video") summary += "; " + plural(result.frames_analyzed || 0, "frame") + " sampled";
     if (result.model) summary += "; model " + result.model;
     $("summary").textContent = summary;
     showMedia(result);

@@ -342,3 +342,38 @@ def test_small_things_one_picker_a_favicon_spaced_webcam_button_and_a_heatmap_le
     assert "red marks the regions that pushed the score towards fake" in page.inner_text("#heatmap-legend")
     page.wait_for_timeout(300)
     assert not [u for u in missing if "favicon" in u], missing
+
+
+def test_an_uncertain_verdict_has_its_own_colour_and_words(page, service_env, live_server):
+    """The third verdict (two thresholds on the card): amber, and "the model cannot tell"."""
+    from webapp.jobs import Job, JobStore, new_id
+
+    store = JobStore(service_env["UNMASK_DATA_DIR"])
+    job = Job(id=new_id(), source="upload", filename="portrait.jpg", kind="image")
+    store.create(job)
+    face = {"index": 0, "box": [10, 10, 100, 100], "fake_probability": 0.47, "track_id": None}
+    store.write_result(
+        job.id,
+        {
+            "kind": "image",
+            "status": "ok",
+            "verdict": "uncertain",
+            "fake_probability": 0.47,
+            "threshold": 0.9,
+            "thresholds": {"real": 0.03, "fake": 0.9},
+            "faces": [{**face, "verdict": "uncertain"}],
+            "evidence": [{**face, "verdict": "uncertain", "crop": None, "heatmap": None}],
+            "width": 200,
+            "height": 200,
+        },
+    )
+    page.goto(f"{live_server}/jobs/{job.id}")
+    page.wait_for_selector("#job[data-state='done']")
+    verdict = page.text_content("#verdict")
+    assert verdict.startswith("Uncertain: the model cannot tell from this face"), verdict
+    assert page.get_attribute("#verdict", "class") == "verdict uncertain"
+    amber = page.evaluate("getComputedStyle(document.querySelector('#verdict')).color")
+    assert amber == "rgb(183, 121, 31)", amber  # --uncertain, neither the real nor the fake colour
+    assert "uncertain between" in page.text_content("#summary")
+    assert "the model cannot tell from this face" in page.text_content("#faces figcaption")
+    assert page.get_attribute("#faces figure", "data-verdict") == "uncertain"
