@@ -102,7 +102,8 @@ prune: setup $(SHIPPED_CKPT)
 
 # The release in one command (issue 20): from the committed weights, pruned to 64 % of their
 # parameters in small steps with distillation from themselves (1,500 steps at the level, then 800
-# more), INT8, then the gate (detector.training.release): it refuses when any source's validation
+# more with the weights rounded to 7 bits, detector.training.qat), INT8 with 7-bit weights (the
+# same integers on every CPU at full speed), then the gate (detector.training.release): it refuses when any source's validation
 # AUC falls below the shipped model's beyond a paired bootstrap interval; an accepted candidate is
 # evaluated (report, thresholds, calibration, parity) and copied into models/unmask-lite0. About
 # an hour on 2 cores. (0.3.0 was made from 0.1.0 in two hops: models/README.md.)
@@ -110,7 +111,7 @@ release: setup
 	$(PY) -m detector.training.prune $(WEIGHTS) --out .cache/release --levels 0.64 \
 		--step-finetune 10 --level-finetune 1500 --importance-batches 2 --no-start --no-videos
 	$(PY) -m detector.training.prune .cache/release/p64/model.pt --base $(WEIGHTS) --out .cache/release-long \
-		--control-steps 800 --no-start --no-videos
+		--control-steps 800 --weight-bits 7 --no-start --no-videos
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install
 
 # Issue 3's ablations at one budget (SBI on/off, distillation alpha sweep against the student

@@ -93,3 +93,28 @@ def test_the_release_gates_noise_is_a_bootstrap_over_groups():
     masks = _source_masks(rows)
     assert masks["a"].tolist() == [True, True, False]
     assert masks["b"].tolist() == [True, False, True]  # a fake-only set against every real face
+
+
+# --- weights trained onto the 7-bit grid (detector.training.qat) ---
+
+
+def test_weights_learn_the_7_bit_grid_and_keep_it_after_baking():
+    import torch
+    from torch import nn
+
+    from detector.training.qat import LIMIT, bake, on_the_grid
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    assert on_the_grid(model) == 2
+    out = model(x)
+    out.sum().backward()  # the rounding passes gradients straight through
+    assert model[0].parametrizations.weight.original.grad.abs().sum() > 0
+    bake(model)
+    for conv in (model[0], model[2]):
+        w = conv.weight.detach()
+        scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / LIMIT
+        steps = w / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= LIMIT + 1e-4
+    assert torch.allclose(model(x), out, atol=1e-5)  # baked: the same function, no rounding left

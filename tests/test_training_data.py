@@ -382,6 +382,18 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     assert int8.stat().st_size < (model_dir / "model.onnx").stat().st_size
     import onnx
 
+    # 7-bit weights: no CPU's 16-bit pair sums can saturate, said in the card and its command
+    narrow = tmp_path / "int8-7bit" / "model.onnx"
+    assert quantize_mod.main([argv[0], str(narrow), *argv[2:], "--weight-bits", "7"]) == 0
+    card = json.loads((narrow.parent / "card.json").read_text())
+    assert card["quantization"]["weight_bits"] == 7 and card["commands"]["quantize"].endswith(
+        "--weight-bits 7"
+    )
+    from detector.graph import PAIR_SUM_LIMIT, worst_pair_sum
+
+    assert card["quantization"]["worst_pair_sum"] == worst_pair_sum(onnx.load(str(narrow))) <= PAIR_SUM_LIMIT
+    assert card["quantization"]["worst_pair_sum"] > 0
+
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     quantized = Predictor(int8.parent, Settings(model_dir=int8.parent)).predict(
@@ -538,9 +550,17 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     assert 0 <= control["int8"]["auc"] <= 1
     # the same at another input size: trained, exported and served at it (the teacher at its own)
     resized = tmp_path / "at48"
-    assert prune_mod.main([*argv, "--control-steps", "1", "--size", "48", "--out", str(resized)]) == 0
+    assert (
+        prune_mod.main(
+            [*argv, "--control-steps", "1", "--size", "48", "--out", str(resized), "--weight-bits", "7"]
+        )
+        == 0
+    )
     card = json.loads((resized / "control" / "int8" / "card.json").read_text())
     assert card["input_size"] == 48
+    # ... and with the weights learnt on the 7-bit grid, stored within +-64: nothing saturates
+    assert card["quantization"]["weight_bits"] == 7 and card["quantization"]["worst_pair_sum"] <= 32767
+    assert "7 bits" in card["pruning"]["method"]
     predictor = Predictor(resized / "control" / "int8", Settings(model_dir=resized / "control" / "int8"))
     assert predictor.predict(np.zeros((1, 48, 48, 3), dtype=np.uint8)).shape == (1,)
     # further from the pruned level, counted against the unpruned base (a release from the last)

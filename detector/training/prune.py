@@ -34,6 +34,8 @@ from . import evaluate as evaluate_mod
 from . import export as export_mod
 from . import quantize as quantize_mod
 from .prepare import DEFAULT_CACHE
+from .qat import bake, on_the_grid
+from .sampling import GroupSampler
 from .train import CropSet, balanced_weights, distillation_loss, read_manifest, select
 
 DEFAULT_LEVELS = (0.2, 0.3, 0.35, 0.4, 0.5)
@@ -81,6 +83,11 @@ def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> 
         frame_mask=float(train_args.get("frame_mask", 0.0)),
         background_dropout=float(train_args.get("background_dropout", 0.0)),
     )
+    if train_args.get("sampling", "frames") == "groups":  # the nine-source student's draws
+        sampler = GroupSampler(
+            rows, batch, 10**9, len(sbi_rows), sbi_share, float(train_args.get("pairs", 0.5)), seed=seed
+        )
+        yield from DataLoader(dataset, batch_sampler=sampler, num_workers=1)
     weights = balanced_weights(rows, sbi_rows, sbi_share)
     for epoch in itertools.count():
         sampler = WeightedRandomSampler(
@@ -185,12 +192,21 @@ def save_level(model: nn.Module, ckpt: dict, path: Path, pruning: dict) -> None:
 
 
 def export_and_evaluate(
-    ckpt_path: Path, level_dir: Path, cache: Path, videos: Path | None, limit: int = 0
+    ckpt_path: Path, level_dir: Path, cache: Path, videos: Path | None, limit: int = 0, weight_bits: int = 8
 ) -> dict:
     """FP32 and INT8 files for one level, each evaluated as served; their headline figures."""
     fp32, int8 = level_dir / "fp32", level_dir / "int8"
     export_mod.main([str(ckpt_path), "--out", str(fp32)])
-    quantize_mod.main([str(fp32 / "model.onnx"), str(int8 / "model.onnx"), "--cache", str(cache)])
+    quantize_mod.main(
+        [
+            str(fp32 / "model.onnx"),
+            str(int8 / "model.onnx"),
+            "--cache",
+            str(cache),
+            "--weight-bits",
+            str(weight_bits),
+        ]
+    )
     row: dict = {}
     for name, folder in (("fp32", fp32), ("int8", int8)):
         evaluate_mod.choose_thresholds_and_calibration(folder, cache)
@@ -243,15 +259,21 @@ def control(
     out, cache, videos = _paths(args)
     started = time.time()
     model.to(memory_format=torch.channels_last)
+    if args.weight_bits == 7:  # learn the 7-bit grid the file will store (detector.training.qat)
+        on_the_grid(model)
     finetune(model, distil, stream, args.control_steps, decay=True)
+    bake(model)
     ckpt_path = out / "control" / "model.pt"
-    pruning = {"method": f"none: {args.control_steps} distillation steps only (control)", "command": command}
+    method = f"none: {args.control_steps} distillation steps only (control)"
+    if args.weight_bits == 7:
+        method += ", convolution weights rounded to 7 bits in the forward pass"
+    pruning = {"method": method, "command": command}
     save_level(model, ckpt, ckpt_path, pruning)
     row = {
         "steps": args.control_steps,
         "parameters": count_parameters(model),
         "seconds": round(time.time() - started, 1),
-        **export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit),
+        **export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit, args.weight_bits),
     }
     (out / "control.json").write_text(json.dumps(row, indent=2) + "\n")
     print(json.dumps({"control": {k: row["int8"][k] for k in ("auc", "auc_jpeg95", "auc_jpeg30")}}))
@@ -296,7 +318,9 @@ def prune(args: argparse.Namespace) -> list[dict]:
             "macs": count_macs(model, size),
             "base_macs": base_macs,
             "seconds": round(level_seconds, 1),
-            **export_and_evaluate(ckpt_path, out / level_name(target), cache, videos, args.limit),
+            **export_and_evaluate(
+                ckpt_path, out / level_name(target), cache, videos, args.limit, args.weight_bits
+            ),
         }
         table.append(row)
         table.sort(key=lambda r: r["target"])
@@ -405,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="train, export and evaluate the student at this input size (default: the checkpoint's); "
         "the teacher keeps its own",
+    )
+    ap.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=[8, 7],
+        default=8,
+        help="7: INT8 files whose weights no CPU's 16-bit pair sums can saturate; the control "
+        "fine-tune learns that grid (detector.training.qat)",
     )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--alpha", type=float, default=0.5)

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -25,6 +26,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..classifier import Predictor
+from ..graph import PAIR_SUM_LIMIT, worst_pair_sum
 from .prepare import DEFAULT_CACHE
 from .train import auc, load_crops, read_manifest
 
@@ -74,9 +76,18 @@ CALIBRATIONS = {
 
 
 def quantize(
-    fp32: Path, int8: Path, cache: Path = DEFAULT_CACHE, count: int = 256, calibration: str = "minmax"
+    fp32: Path,
+    int8: Path,
+    cache: Path = DEFAULT_CACHE,
+    count: int = 256,
+    calibration: str = "minmax",
+    weight_bits: int = 8,
 ) -> dict:
-    """``fp32`` must sit beside its model card: calibration preprocesses as the card says."""
+    """``fp32`` must sit beside its model card: calibration preprocesses as the card says.
+
+    ``weight_bits=7`` stores weights within +-64 (ONNX Runtime's ``reduce_range``), so no CPU's
+    16-bit pair sums can saturate (``detector.graph.worst_pair_sum``); a model fine-tuned onto
+    that grid (``detector.training.qat``) loses nothing to it."""
     predictor = Predictor(fp32.parent)
     pre = int8.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -90,14 +101,21 @@ def quantize(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATIONS[calibration],
+            reduce_range=weight_bits == 7,
         )
     finally:
         pre.unlink(missing_ok=True)
+    worst = worst_pair_sum(onnx.load(str(int8)))
+    if weight_bits == 7 and worst > PAIR_SUM_LIMIT:
+        raise RuntimeError(f"7-bit weights still reach a pair sum of {worst}")
     return {
         "fp32_bytes": fp32.stat().st_size,
         "int8_bytes": int8.stat().st_size,
         "calibration_crops": count,
         "calibration": calibration,
+        "weight_bits": weight_bits,
+        "worst_pair_sum": worst,
+        "pair_sum_limit": PAIR_SUM_LIMIT,
     }
 
 
@@ -143,9 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--count", type=int, default=256, help="calibration crops")
     ap.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="minmax")
+    ap.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=[8, 7],
+        default=8,
+        help="7: weights no CPU's pair sums can saturate",
+    )
     args = ap.parse_args(argv)
     args.int8.parent.mkdir(parents=True, exist_ok=True)
-    info = quantize(args.fp32, args.int8, args.cache, args.count, args.calibration)
+    info = quantize(args.fp32, args.int8, args.cache, args.count, args.calibration, args.weight_bits)
     card_path = args.int8.parent / "card.json"
     source_card = args.fp32.parent / "card.json"
     if source_card.exists() and source_card.resolve() != card_path.resolve():
@@ -155,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         card["file"] = args.int8.name
         card["file_bytes"] = info["int8_bytes"]
         card["quantization"] = {
-            "method": "onnxruntime static QDQ, per-channel, uint8 activations, int8 weights",
+            "method": "onnxruntime static QDQ, per-channel, uint8 activations, "
+            + ("int8 weights within +-64 (reduce_range)" if args.weight_bits == 7 else "int8 weights"),
             **info,
         }
         options = "".join(
-            f" --{name} {getattr(args, name)}"
-            for name in ("count", "calibration")
+            f" --{name.replace('_', '-')} {getattr(args, name)}"
+            for name in ("count", "calibration", "weight_bits")
             if getattr(args, name) != ap.get_default(name)
         )
         card.setdefault("commands", {})["quantize"] = (

@@ -433,7 +433,10 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
     else:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in best["model"].items()}
         target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"arch": args.arch, "size": best["size"], "model": fp16}, target)
+        # the training's settings travel with the weights: export reads the frame mask from them,
+        # prune fine-tunes with the same sampling
+        settings = {k: v for k, v in vars(args).items() if k != "argv"}
+        torch.save({"arch": args.arch, "size": best["size"], "args": settings, "model": fp16}, target)
         kept = True
     log["continuations"].append(
         {
