@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults prepare train teacher train-kd prune release ablate export quantize mobile evaluate clean
+.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release ablate export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -59,6 +59,11 @@ load: setup
 # Killed workers, Redis restarts, a full disk, time limits, with real processes: what each job became.
 faults: setup
 	$(PY) -m benchmarks.faults $(ARGS)
+
+# Every page state (home, photo and video results, no face, failure, refused link, webcam, quiz) at
+# 1280 and 390 px in Chromium, with the real app and a worker: PNGs under var/screenshots.
+screenshots: setup
+	$(PY) scripts/screenshots.py $(ARGS)
 
 prepare: setup
 	$(PY) -m detector.training.prepare $(SHARED)/faces/dfdc $(SHARED)/faces/gan $(SHARED)/faces/diffusion \
