@@ -1,4 +1,5 @@
-"""detector.training.sampling: groups weighed not frames, pairs from one group, resumable draws."""
+"""Issue 20's recipe, part by part: group sampling and pairs, the release gate's noise, weights on the
+7-bit grid, and media as a social network passes it on."""
 
 from __future__ import annotations
 
@@ -118,3 +119,38 @@ def test_weights_learn_the_7_bit_grid_and_keep_it_after_baking():
         steps = w / scale
         assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= LIMIT + 1e-4
     assert torch.allclose(model(x), out, atol=1e-5)  # baked: the same function, no rounding left
+
+
+# --- media as people share it (detector.training.evaluate) ---
+
+
+def test_a_social_copy_is_360_lines_of_h264_with_the_audio_and_smaller(tmp_path, make_clip, face_image):
+    import av
+
+    from detector.training.evaluate import social_copy
+    from detector.video import probe_video
+
+    clip = make_clip(tmp_path / "hd.mp4", [face_image(1)], size=(1280, 720), seconds=1.0, audio=True)
+    copy = social_copy(clip, tmp_path / "shared.mp4")
+    info = probe_video(copy)
+    assert (info.width, info.height) == (640, 360) and info.has_audio
+    with av.open(str(copy)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    small = make_clip(tmp_path / "small.mp4", [face_image(1)], size=(320, 240))
+    assert probe_video(social_copy(small, tmp_path / "small-shared.mp4")).height == 240  # never up
+
+
+def test_crops_at_a_smaller_scale_lose_detail_but_keep_their_size():
+    import numpy as np
+
+    from detector.training.evaluate import at_scale
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+    out = at_scale(crops, 1 / 3)
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    # fine noise is gone: neighbouring pixels are far closer than in the original
+    assert (
+        np.abs(np.diff(out.astype(int), axis=1)).mean()
+        < np.abs(np.diff(crops.astype(int), axis=1)).mean() / 3
+    )
