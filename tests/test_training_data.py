@@ -444,7 +444,7 @@ def test_distillation_loss_is_plain_bce_without_a_teacher_and_blends_with_one():
     import torch
     import torch.nn.functional as F
 
-    from detector.training.train import distillation_loss
+    from detector.training.losses import distillation_loss
 
     logits = torch.tensor([[2.0], [-1.0], [0.5]], requires_grad=True)
     labels = torch.tensor([[1.0], [0.0], [1.0]])
@@ -523,8 +523,7 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     assert pruned["macs"] < base["macs"]
     assert pruned["int8"]["file_mb"] < pruned["fp32"]["file_mb"] <= base["fp32"]["file_mb"]
     # the residual stream (stem and projections) keeps its width; channels inside blocks go
-    from detector.training.export import load_checkpoint
-    from detector.training.model import create_model
+    from detector.training.model import create_model, load_checkpoint
 
     thin, _ = load_checkpoint(out / "p10" / "model.pt")
     full = create_model("lite0", pretrained=False)
@@ -583,7 +582,7 @@ def test_recover_rebuilds_the_shipped_model_with_batch_norms_that_train(tiny_cac
 
     from detector.classifier import Predictor
     from detector.graph import reference_session
-    from detector.training.quantize import served_batches
+    from detector.training.data import served_batches
     from detector.training.recover import rebuild
 
     model_dir = Path(__file__).resolve().parents[1] / "models" / folder
@@ -610,7 +609,7 @@ def test_recover_writes_a_pruned_checkpoint_that_loads_and_trains(tmp_path, tiny
     import torch
 
     from detector.training import recover
-    from detector.training.export import load_checkpoint
+    from detector.training.model import load_checkpoint
 
     model_dir = Path(__file__).resolve().parents[1] / "models" / "unmask-lite0"
     out = tmp_path / "shipped.pt"
@@ -721,9 +720,9 @@ def test_background_check_tells_a_face_cue_from_a_background_cue(label_in):
 
 
 def test_background_dropout_keeps_the_face_ellipse_only_and_only_in_training(tiny_cache):
+    from detector.training.data import CropSet, drop_background, read_manifest
     from detector.training.model import MEAN, STD
     from detector.training.sbi import face_ellipse
-    from detector.training.train import CropSet, drop_background, read_manifest
 
     image = np.full((CROP_SIZE, CROP_SIZE, 3), 200, np.uint8)
     dropped = drop_background(image)

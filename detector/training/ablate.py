@@ -26,7 +26,7 @@ from pathlib import Path
 from . import evaluate as evaluate_mod
 from . import export as export_mod
 from . import train as train_mod
-from .prepare import DEFAULT_CACHE
+from .data import DEFAULT_CACHE
 
 
 def runs(

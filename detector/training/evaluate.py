@@ -39,10 +39,10 @@ from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from ..results import FRAME_SHARE, Thresholds
 from .augment import jpeg
-from .prepare import DEFAULT_CACHE
+from .data import DEFAULT_CACHE, load_crops, read_manifest
+from .metrics import auc
 from .sbi import face_ellipse
 from .thresholds import MAX_RATE, choose_thresholds, error_rates
-from .train import auc, load_crops, read_manifest
 
 JPEG_QUALITIES = (95, 75, 50, 30)
 VIDEOS = REPO_ROOT.parent / "shared" / "data" / "videos"

@@ -16,26 +16,8 @@ import numpy as np
 import torch
 
 from ..faces import DETECTION_BORDER
-from .model import ARCHS, MEAN, STD, LogitAndCam, create_model
+from .model import ARCHS, MEAN, STD, LogitAndCam, load_checkpoint
 from .prepare import CROP_MARGIN
-
-
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
-    """A trained or pruned checkpoint as a model in eval mode, with the checkpoint's metadata.
-
-    A pruned model's layers no longer have the architecture's shapes, so its checkpoint holds
-    torch-pruning's full state (``"pruned": True``), which rebuilds the thinner layers.
-    """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = create_model(ckpt["arch"], pretrained=False)
-    if ckpt.get("pruned"):
-        import torch_pruning as tp
-
-        tp.load_state_dict(model, state_dict=ckpt["model"])
-    else:
-        model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -94,3 +95,31 @@ class LogitAndCam(nn.Module):
         cam = torch.einsum("nchw,kc->nkhw", feats, fc.weight) + fc.bias.view(1, -1, 1, 1)
         logit = cam.mean(dim=(2, 3))
         return logit, cam
+
+
+def load_weights(path: Path, arch: str) -> dict:
+    """A state dict from committed weights (FP16, ``save_weights``) or a run's checkpoint."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("arch", arch) != arch or blob.get("pruned"):
+        raise ValueError(
+            f"{path} holds {blob.get('arch')} weights{' (pruned)' if blob.get('pruned') else ''}"
+        )
+    return {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    """A trained or pruned checkpoint as a model in eval mode, with the checkpoint's metadata.
+
+    A pruned model's layers no longer have the architecture's shapes, so its checkpoint holds
+    torch-pruning's full state (``"pruned": True``), which rebuilds the thinner layers.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = create_model(ckpt["arch"], pretrained=False)
+    if ckpt.get("pruned"):
+        import torch_pruning as tp
+
+        tp.load_state_dict(model, state_dict=ckpt["model"])
+    else:
+        model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt

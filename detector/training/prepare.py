@@ -24,9 +24,9 @@ import numpy as np
 from ..config import REPO_ROOT
 from ..faces import create_detector, crop_face
 from ..media import load_image
+from .data import DEFAULT_CACHE
 from .datasets import Sample, assign_split, read_dataset
 
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "crops"
 DEFAULT_SPLIT_FILE = REPO_ROOT / "splits" / "faces.csv"
 CROP_MARGIN = 0.2
 CROP_SIZE = 224

@@ -33,10 +33,11 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from . import evaluate as evaluate_mod
 from . import export as export_mod
 from . import quantize as quantize_mod
-from .prepare import DEFAULT_CACHE
+from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select
+from .losses import distillation_loss
+from .model import load_checkpoint
 from .qat import bake, on_the_grid
 from .sampling import GroupSampler
-from .train import CropSet, balanced_weights, distillation_loss, read_manifest, select
 
 DEFAULT_LEVELS = (0.2, 0.3, 0.35, 0.4, 0.5)
 
@@ -286,10 +287,10 @@ def prune(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out, cache, videos = _paths(args)
-    model, ckpt = export_mod.load_checkpoint(Path(args.checkpoint))
+    model, ckpt = load_checkpoint(Path(args.checkpoint))
     base = Path(args.base or args.checkpoint)
     teacher_path = Path(args.teacher or base)
-    teacher, teacher_ckpt = export_mod.load_checkpoint(teacher_path)
+    teacher, teacher_ckpt = load_checkpoint(teacher_path)
     teacher_size = teacher_ckpt.get("size") or 224
     size = args.size or ckpt.get("size") or 224
     ckpt = {**ckpt, "size": size}  # what the levels are trained, exported and evaluated at
@@ -299,7 +300,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     elif teacher_path == base:
         unpruned = teacher
     else:
-        unpruned = export_mod.load_checkpoint(base)[0]
+        unpruned = load_checkpoint(base)[0]
     base_params, base_macs = count_parameters(unpruned), count_macs(unpruned, size)
     del unpruned
     teacher.to(memory_format=torch.channels_last)
@@ -336,7 +337,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     levels = sorted(float(v) for v in args.levels.split(","))
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
-        model, _ = export_mod.load_checkpoint(out / level_name(resume[-1]) / "model.pt")
+        model, _ = load_checkpoint(out / level_name(resume[-1]) / "model.pt")
     model.to(memory_format=torch.channels_last)
 
     pruner = tp.pruner.MetaPruner(

@@ -27,25 +27,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..classifier import Predictor
 from ..graph import PAIR_SUM_LIMIT, worst_pair_sum
-from .prepare import DEFAULT_CACHE
-from .train import auc, load_crops, read_manifest
-
-
-def served_batches(
-    cache: Path, count: int, predictor: Predictor, seed: int = 0, batch: int = 8
-) -> list[np.ndarray]:
-    """About ``count`` training crops, balanced over sources and labels so no set dominates,
-    preprocessed exactly as the model card says serving will (frame mask, normalisation): what
-    statistics of a model's activations (quantization ranges, batch norms) are measured on."""
-    rows = [r for r in read_manifest(cache) if r["split"] == "train"]
-    rng = np.random.default_rng(seed)
-    by_cell: dict[tuple, list[dict]] = {}
-    for r in rows:
-        by_cell.setdefault((r["source"], r["label"]), []).append(r)
-    per_cell = max(1, count // len(by_cell))
-    picked = [r for cell in by_cell.values() for r in rng.permutation(cell)[:per_cell]]
-    crops = load_crops(cache, picked, predictor.input_size)
-    return [predictor.preprocess(crops[i : i + batch]) for i in range(0, len(crops), batch)]
+from .data import DEFAULT_CACHE, load_crops, read_manifest, served_batches
+from .metrics import auc
 
 
 class CropReader(CalibrationDataReader):

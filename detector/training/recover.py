@@ -25,10 +25,9 @@ import torch
 from torch import nn
 
 from ..classifier import Predictor
+from .data import DEFAULT_CACHE, served_batches
 from .model import create_model
-from .prepare import DEFAULT_CACHE
 from .prune import count_parameters
-from .quantize import served_batches
 
 
 def _initializers(graph) -> dict[str, np.ndarray]:

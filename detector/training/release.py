@@ -23,8 +23,8 @@ import numpy as np
 
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
-from .prepare import DEFAULT_CACHE
-from .train import auc, load_crops, read_manifest
+from .data import DEFAULT_CACHE, load_crops, read_manifest
+from .metrics import auc
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
 MIN_GROUPS = 10

@@ -13,180 +13,24 @@ when ``--teacher`` is given (knowledge distillation), plain BCE otherwise.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
 import time
-from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ..faces import mask_frame
-from .augment import augment
-from .export import load_checkpoint
-from .model import ARCHS, MEAN, STD, create_model, freeze_stem
-from .prepare import DEFAULT_CACHE
+from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select
+from .losses import distillation_loss
+from .metrics import auc_by_source
+from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
-from .sbi import face_ellipse, self_blend
 
 RUNS = Path(os.environ.get("UNMASK_RUNS", Path.home() / ".cache" / "unmask" / "runs"))
-
-
-def read_manifest(cache: Path) -> list[dict]:
-    with (cache / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["row"], r["label"] = int(r["row"]), int(r["label"])
-    return rows
-
-
-def load_crops(cache: Path, rows: list[dict], size: int | None = None) -> np.ndarray:
-    """The cached crops for manifest ``rows``, in order, as one uint8 array.
-
-    With ``size``, crops are resized to it as training resizes them (``CropSet``), so a model
-    with another input size (a Lite2 teacher at 260, a small test model) reads the same cache.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    out = []
-    for r in rows:
-        if r["source"] not in arrays:
-            arrays[r["source"]] = np.load(cache / f"{r['source']}.npy", mmap_mode="r")
-        crop = np.asarray(arrays[r["source"]][r["row"]])
-        if size and crop.shape[0] != size:
-            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
-        out.append(crop)
-    return np.stack(out)
-
-
-class CropSet(Dataset):
-    """Crops from the cache; indices past the end are self-blended fakes made from real crops."""
-
-    def __init__(
-        self,
-        cache: Path,
-        rows: list[dict],
-        train: bool,
-        size: int,
-        sbi_rows: list[dict] | None = None,
-        seed: int = 0,
-        frame_mask: float = 0.0,
-        background_dropout: float = 0.0,
-    ):
-        self.cache, self.rows, self.train, self.size = cache, rows, train, size
-        self.sbi_rows = sbi_rows or []
-        self.seed = seed
-        self.frame_mask = frame_mask
-        self.background_dropout = background_dropout
-        self._arrays: dict[str, np.ndarray] = {}
-        self._marks: dict[str, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows) + len(self.sbi_rows)
-
-    def _array(self, source: str) -> np.ndarray:
-        if source not in self._arrays:
-            self._arrays[source] = np.load(self.cache / f"{source}.npy", mmap_mode="r")
-        return self._arrays[source]
-
-    def _landmarks(self, source: str, row: int) -> np.ndarray | None:
-        if source not in self._marks:
-            path = self.cache / f"{source}_landmarks.npy"
-            self._marks[source] = np.load(path, mmap_mode="r") if path.exists() else None
-        marks = self._marks[source]
-        return None if marks is None else np.asarray(marks[row], dtype=np.float32)
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng((self.seed, index, time.perf_counter_ns()) if self.train else index)
-        if index < len(self.rows):
-            r = self.rows[index]
-            image, label = np.asarray(self._array(r["source"])[r["row"]]), r["label"]
-        else:
-            r = self.sbi_rows[index - len(self.rows)]
-            base = np.asarray(self._array(r["source"])[r["row"]])
-            image, label = self_blend(base, self._landmarks(r["source"], r["row"]), rng), 1
-        if self.train:
-            image = augment(image, rng)
-            if self.background_dropout and rng.random() < self.background_dropout:
-                image = drop_background(image)
-        image = mask_frame(image, self.frame_mask)
-        if image.shape[0] != self.size:
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        return to_tensor(image), torch.tensor([float(label)])
-
-
-def drop_background(image: np.ndarray) -> np.ndarray:
-    """Everything outside the fixed face ellipse blacked out, for every class alike: a model that
-    sometimes sees only the face cannot lean on the background (a GAN set's studio backdrops) and
-    is scored on the face alone in distribution (``evaluate.background_check``)."""
-    return image * (face_ellipse(image.shape[:2]) > 0)[..., None].astype(image.dtype)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return (x - mean) / std
-
-
-def distillation_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
-    alpha: float,
-    temperature: float,
-) -> torch.Tensor:
-    """``(1 - alpha) * hard + alpha * T^2 * soft``: plain BCE when there is no teacher.
-
-    The T^2 factor keeps the soft term's gradient on the same scale whatever the temperature,
-    so ``alpha`` alone sets the balance (Hinton et al., 2015).
-    """
-    hard = F.binary_cross_entropy_with_logits(logits, labels)
-    if teacher_logits is None:
-        return hard
-    soft_targets = torch.sigmoid(teacher_logits / temperature)
-    soft = F.binary_cross_entropy_with_logits(logits / temperature, soft_targets) * temperature**2
-    return (1 - alpha) * hard + alpha * soft
-
-
-def balanced_weights(rows: list[dict], sbi_rows: list[dict], sbi_share: float) -> torch.Tensor:
-    """Half real, half fake; inside each, a source weighs with the square root of its size.
-
-    Equal weights would draw a 700-image set as often as DFDC's 6,000 face swaps, repeating
-    the small sets until they are memorised and starving the hardest one; weights proportional
-    to size would drown the small sets. SBI takes ``sbi_share`` of the fake half.
-    """
-    cells = Counter((r["label"], r["source"]) for r in rows)
-    mass = {cell: n**0.5 for cell, n in cells.items()}
-    label_mass = Counter()
-    for (label, _), m in mass.items():
-        label_mass[label] += m
-    fake_share = 0.5 * (1 - sbi_share) if sbi_rows else 0.5
-    weights = []
-    for r in rows:
-        cell = (r["label"], r["source"])
-        share = 0.5 if r["label"] == 0 else fake_share
-        weights.append(share * mass[cell] / label_mass[r["label"]] / cells[cell])
-    if sbi_rows:
-        weights += [0.5 * sbi_share / len(sbi_rows)] * len(sbi_rows)
-    return torch.tensor(weights, dtype=torch.double)
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum formula (ties averaged)."""
-    labels = np.asarray(labels)
-    pos, neg = labels == 1, labels == 0
-    if pos.sum() == 0 or neg.sum() == 0:
-        return float("nan")
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
 
 
 @torch.no_grad()
@@ -196,23 +40,6 @@ def predict(model: torch.nn.Module, loader: DataLoader) -> np.ndarray:
     for x, _ in loader:
         out.append(torch.sigmoid(model(x.contiguous(memory_format=torch.channels_last))).squeeze(1).numpy())
     return np.concatenate(out) if out else np.zeros(0)
-
-
-def select(rows: list[dict], split: str, sources: set[str] | None, exclude: set[str]) -> list[dict]:
-    keep = []
-    for r in rows:
-        if r["split"] != split:
-            continue
-        if sources and r["source"] not in sources:
-            continue
-        if (
-            r["source"] in exclude
-            or f"{r['source']}:{r['generator']}" in exclude
-            or (r["label"] == 1 and f"{r['source']}:fake" in exclude)
-        ):
-            continue
-        keep.append(r)
-    return keep
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -273,24 +100,11 @@ def train(args: argparse.Namespace) -> Path:
         print(f"{args.run} starts from {args.init}", flush=True)
     (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
 
-    def save(path: Path, extra: dict | None = None) -> None:
-        payload = {
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "state": state,
-            "arch": args.arch,
-            "size": size,
-            "args": vars(args),
-        }
-        payload.update(extra or {})
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+    def save(path: Path) -> None:
+        save_checkpoint(path, model, opt, state, args, size)
 
     def evaluate() -> tuple[float, dict[str, float]]:
-        loader = DataLoader(val_set, batch_size=64, num_workers=1)
-        scores = predict(model, loader)
-        return auc_by_source(val_set.rows, scores)
+        return evaluate_model(model, val_set)
 
     if args.init and state["step"] == 0 and not state["history"]:
         val_auc, per_source = evaluate()  # where this continuation starts, for the run log
@@ -338,21 +152,7 @@ def train(args: argparse.Namespace) -> Path:
         cosine = 0.5 * (1 + math.cos(math.pi * step / total_steps))
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * warm * (0.02 + 0.98 * cosine)
-        x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x)
-        teacher_logits = None
-        if teacher is not None:
-            with torch.no_grad():
-                xt = (
-                    x
-                    if teacher_size == size
-                    else F.interpolate(x, size=teacher_size, mode="bilinear", align_corners=False)
-                )
-                teacher_logits = teacher(xt)
-        loss = distillation_loss(logits, y, teacher_logits, args.alpha, args.temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(model, opt, x, y, teacher, teacher_size if teacher is not None else 0, args)
         state["step"] = step + 1
         state["seconds"] = time.time() - started
         if state["step"] % 20 == 0:
@@ -388,31 +188,6 @@ def train(args: argparse.Namespace) -> Path:
     if args.save_weights:
         save_weights(run_dir, Path(args.save_weights), args)
     return run_dir
-
-
-def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str, float]]:
-    """Pooled AUC, and each source's: its own two classes, or (a one-class source) its faces
-    against every real face of the split, rounded for the logs."""
-    labels = np.array([r["label"] for r in rows])
-    sources = np.array([r["source"] for r in rows])
-    out = {}
-    for source in sorted(set(sources)):
-        own = sources == source
-        mask = own if len(set(labels[own])) == 2 else own | (labels == 0)
-        value = auc(labels[mask], scores[mask])
-        if not np.isnan(value):
-            out[source] = round(value, 4)
-    return auc(labels, scores), out
-
-
-def load_weights(path: Path, arch: str) -> dict:
-    """A state dict from committed weights (FP16, ``save_weights``) or a run's checkpoint."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("arch", arch) != arch or blob.get("pruned"):
-        raise ValueError(
-            f"{path} holds {blob.get('arch')} weights{' (pruned)' if blob.get('pruned') else ''}"
-        )
-    return {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
 
 
 def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
@@ -456,6 +231,60 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
     log["cumulative_steps"] = sum(c["steps"] for c in kept_runs)
     log["cumulative_minutes"] = round(sum(c["minutes"] for c in kept_runs), 1)
     log_path.write_text(json.dumps(log, indent=2) + "\n")
+
+
+def train_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    teacher: torch.nn.Module | None,
+    teacher_size: int,
+    args: argparse.Namespace,
+) -> torch.Tensor:
+    """One optimiser step on a batch: the loss against the labels, and the teacher's scores (at
+    the teacher's own input size) where one is given."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    logits = model(x)
+    teacher_logits = None
+    if teacher is not None:
+        with torch.no_grad():
+            if teacher_size != x.shape[-1]:
+                x = F.interpolate(x, size=teacher_size, mode="bilinear", align_corners=False)
+            teacher_logits = teacher(x)
+    loss = distillation_loss(logits, y, teacher_logits, args.alpha, args.temperature)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def evaluate_model(model: torch.nn.Module, val_set: CropSet) -> tuple[float, dict[str, float]]:
+    """Validation AUC, pooled and per source (leaves the model in eval mode)."""
+    scores = predict(model, DataLoader(val_set, batch_size=64, num_workers=1))
+    return auc_by_source(val_set.rows, scores)
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict,
+    args: argparse.Namespace,
+    size: int,
+) -> None:
+    """Everything a resumed run needs, written whole or not at all (a temporary file renamed)."""
+    payload = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "state": state,
+        "arch": args.arch,
+        "size": size,
+        "args": {k: v for k, v in vars(args).items() if k != "argv"},
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
