@@ -487,7 +487,7 @@ def redis_restart(
 
 def disk(folder: Path, media: Media) -> Result:
     """Short of space at the door, short of space only for the worker, and unwritable."""
-    from webapp.jobs import free_bytes
+    from jobstore import free_bytes
 
     lines = []
     with scenario_site(folder, TASK_TIME_LIMIT="60", SAMPLE_FRAMES="8") as site:

@@ -6,9 +6,9 @@ disk (not only in the Celery result backend) lets any web process on any machine
 same folder answer for a job, and lets retention be one ``rmtree`` per expired folder.
 
 Every file is written whole or not at all (a temporary name, then a rename), and ``result.json``
-is written last, so a reader never sees half a result. ``init_app`` adds the storage check at the
-door: an upload, link or webcam frame is refused with 503 and a plain message when the data
-folder has less than ``UNMASK_MIN_FREE_MB`` free or cannot be written.
+is written last, so a reader never sees half a result. ``check_storage`` says in plain words
+when the data folder is short of space or cannot be written (``webapp/storage.py`` asks it at the
+door, the worker before it analyses).
 """
 
 from __future__ import annotations
@@ -266,58 +266,3 @@ class JobStore:
             return True
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def expire_files(folder: Path, max_age_seconds: float, now: float | None = None) -> int:
-    """Delete plain files older than the retention in one folder (webcam frames, quiz rounds)."""
-    now = time.time() if now is None else now
-    removed = 0
-    if not folder.is_dir():
-        return 0
-    for path in folder.iterdir():
-        try:
-            if path.is_file() and now - path.stat().st_mtime > max_age_seconds:
-                path.unlink()
-                removed += 1
-        except OSError:
-            continue
-    return removed
-
-
-# Requests that store something in the data folder (uploads, links, webcam frames).
-STORING_ENDPOINTS = {"analyze.index", "analyze.link", "api.analyze", "webcam.frame"}
-STORAGE_RETRY_AFTER = 60  # seconds a client is asked to wait when the disk is full
-
-
-def init_app(app) -> None:
-    """Refuse storing requests at the door when the disk is short, and answer a failed write plainly."""
-    from flask import current_app, make_response, request
-
-    from .errors import error_response
-
-    def refuse(exc: StorageUnavailable):
-        response = make_response(*error_response(503, exc.code, exc.message))
-        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
-        return response
-
-    @app.before_request
-    def check_free_space():
-        if request.method != "POST" or request.endpoint not in STORING_ENDPOINTS:
-            return None
-        config = current_app.config
-        try:
-            check_storage(
-                config["DATA_DIR"], int(float(config["MIN_FREE_MB"]) * 2**20), request.content_length or 0
-            )
-        except StorageUnavailable as exc:
-            return refuse(exc)
-        return None
-
-    @app.errorhandler(OSError)
-    def storage_error(exc: OSError):
-        storage = StorageUnavailable.from_os_error(exc)
-        if storage is None or request.endpoint not in STORING_ENDPOINTS:
-            log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-            return error_response(500, "internal", "internal error; the problem has been logged")
-        log.error("storage error on %s %s: %s", request.method, request.path, exc)
-        return refuse(storage)

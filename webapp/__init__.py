@@ -43,12 +43,12 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
 
     from worker import celery_init_app
 
-    from . import analyze, api, errors, jobs, limits, quiz, webcam
+    from . import analyze, api, errors, limits, quiz, storage, webcam
     from .extensions import csrf
 
     csrf.init_app(app)
     limits.init_app(app)
-    jobs.init_app(app)
+    storage.init_app(app)
     celery_init_app(app)
     errors.init_app(app)
     app.register_blueprint(analyze.bp)

@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from .jobs import JobStore, expire_files
+from jobstore import JobStore, expire_files
 
 
 @click.command("cleanup")

@@ -14,8 +14,7 @@ import logging
 from flask import current_app, url_for
 
 from detector.config import get_settings
-
-from .jobs import Job, JobStore
+from jobstore import Job, JobStore
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from werkzeug.datastructures import FileStorage
 
 from detector.errors import UnmaskError, UnsupportedMedia
 from detector.media import sniff
-
-from .jobs import EXTENSIONS, Job, JobStore, new_id
+from jobstore import EXTENSIONS, Job, JobStore, new_id
 
 log = logging.getLogger(__name__)
 

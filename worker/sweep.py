@@ -25,7 +25,7 @@ import redis
 from celery import bootsteps
 from flask import Flask
 
-from webapp.jobs import Job, JobStore
+from jobstore import Job, JobStore
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 
 from detector.errors import ModelNotFound, UnmaskError
-from webapp.jobs import JobStore, StorageUnavailable, check_storage, expire_files
+from jobstore import JobStore, StorageUnavailable, check_storage, expire_files
 from webapp.webcam.live import LIVE_MIN_CONFIDENCE
 
 from .analysis import get_analyzer, score_whole_image

@@ -17,8 +17,8 @@ import redis
 from conftest import NO_LIMITS, csrf_token
 
 from benchmarks import faults
+from jobstore import Job, JobStore, free_bytes, new_id
 from webapp import create_app
-from webapp.jobs import Job, JobStore, free_bytes, new_id
 from webapp.serve import cookie_warning
 from worker.sweep import LOST_MESSAGE, live_task_ids, sweep_app
 

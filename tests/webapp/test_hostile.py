@@ -17,7 +17,7 @@ import pytest
 from conftest import csrf_token, wait_for_job
 
 from detector.config import REPO_ROOT
-from webapp.jobs import Job, JobStore, new_id
+from jobstore import Job, JobStore, new_id
 
 # file -> the error codes it may end with (no_face: the frames decode but hold no face)
 EXPECTED = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from webapp.jobs import Job, JobStore, expire_files, new_id, valid_id
+from jobstore import Job, JobStore, expire_files, new_id, valid_id
 
 
 def test_ids_are_random_and_url_safe():

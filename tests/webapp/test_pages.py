@@ -346,7 +346,7 @@ def test_small_things_one_picker_a_favicon_spaced_webcam_button_and_a_heatmap_le
 
 def test_an_uncertain_verdict_has_its_own_colour_and_words(page, service_env, live_server):
     """The third verdict (two thresholds on the card): amber, and "the model cannot tell"."""
-    from webapp.jobs import Job, JobStore, new_id
+    from jobstore import Job, JobStore, new_id
 
     store = JobStore(service_env["UNMASK_DATA_DIR"])
     job = Job(id=new_id(), source="upload", filename="portrait.jpg", kind="image")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jobstore import Job, JobStore, new_id, valid_id
 from webapp import create_app
-from webapp.jobs import Job, JobStore, new_id, valid_id
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import shutil
 import av
 import pytest
 
-from webapp.jobs import Job, JobStore, new_id
+from jobstore import Job, JobStore, new_id
 
 
 def _job(app, source_path, name: str | None = None) -> tuple[JobStore, str]:

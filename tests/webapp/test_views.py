@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import NO_LIMITS, csrf_token
 
-from webapp.jobs import Job, JobStore, new_id
+from jobstore import Job, JobStore, new_id
 
 
 @pytest.mark.parametrize("path", ["/", "/link", "/webcam/", "/quiz/"])

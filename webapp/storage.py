@@ -1,0 +1,56 @@
+"""The storage check at the door: an upload, link or webcam frame is refused with 503 and a plain
+message when the data folder has less than ``UNMASK_MIN_FREE_MB`` free or cannot be written, and
+a write that fails for lack of space is answered the same way (``jobstore.check_storage``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, make_response, request
+
+from jobstore import StorageUnavailable, check_storage
+
+from .errors import error_response
+
+log = logging.getLogger(__name__)
+
+# Requests that store something in the data folder (uploads, links, webcam frames).
+STORING_ENDPOINTS = {"analyze.index", "analyze.link", "api.analyze", "webcam.frame"}
+STORAGE_RETRY_AFTER = 60  # seconds a client is asked to wait when the disk is full
+
+
+def _refuse(exc: StorageUnavailable):
+    response = make_response(*error_response(503, exc.code, exc.message))
+    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+    return response
+
+
+def check_free_space():
+    """``before_request``: refuse a storing POST when the data folder is short of space."""
+    if request.method != "POST" or request.endpoint not in STORING_ENDPOINTS:
+        return None
+    config = current_app.config
+    try:
+        check_storage(
+            config["DATA_DIR"], int(float(config["MIN_FREE_MB"]) * 2**20), request.content_length or 0
+        )
+    except StorageUnavailable as exc:
+        return _refuse(exc)
+    return None
+
+
+def storage_error(exc: OSError):
+    """``errorhandler(OSError)``: a failed write of a storing request, in plain words."""
+    storage = StorageUnavailable.from_os_error(exc)
+    if storage is None or request.endpoint not in STORING_ENDPOINTS:
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return error_response(500, "internal", "internal error; the problem has been logged")
+    log.error("storage error on %s %s: %s", request.method, request.path, exc)
+    return _refuse(storage)
+
+
+def init_app(app: Flask) -> None:
+    """Refuse storing requests at the door when the disk is short, and answer a failed write plainly."""
+    app.before_request(check_free_space)
+    app.register_error_handler(OSError, storage_error)
