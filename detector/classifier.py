@@ -227,11 +227,13 @@ class Predictor:
             return np.zeros(0, dtype=np.float32)
         return _sigmoid(self.logits(crops)).astype(np.float32)
 
-    def logits(self, crops) -> np.ndarray:
-        """The calibrated fake logit per crop (``predict`` is its sigmoid)."""
+    def logits(self, crops, calibrated: bool = True) -> np.ndarray:
+        """The calibrated fake logit per crop (``predict`` is its sigmoid); with
+        ``calibrated=False`` the network's own, before the card's calibration."""
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.calibration.apply(self._run(crops)[0])
+        raw = self._run(crops)[0]
+        return self.calibration.apply(raw) if calibrated else raw
 
     def predict_with_heatmaps(self, crops) -> tuple[np.ndarray, np.ndarray]:
         if len(crops) == 0:

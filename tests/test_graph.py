@@ -244,7 +244,9 @@ def test_served_scores_are_the_cards_on_this_cpu(model_dir, parity_card):
     machine, perhaps another CPU class) within 0.005 here."""
     names, crops = parity.parity_crops()
     assert names == parity_card["crops"]
-    probs = Predictor(model_dir, Settings(model_dir=model_dir, threads=1)).predict(crops)
+    probs = parity.network_probabilities(
+        Predictor(model_dir, Settings(model_dir=model_dir, threads=1)), crops
+    )
     assert np.abs(probs - np.array(parity_card["probabilities"])).max() <= parity.TOLERANCE
 
 
@@ -253,7 +255,9 @@ def test_served_scores_follow_the_reference_computation(model_dir, parity_card):
     two round activations differently where a value falls within float error of a half step,
     so single crops differ a little; a saturating sum moved crops by up to 0.55."""
     _, crops = parity.parity_crops()
-    probs = Predictor(model_dir, Settings(model_dir=model_dir, threads=1)).predict(crops)
+    probs = parity.network_probabilities(
+        Predictor(model_dir, Settings(model_dir=model_dir, threads=1)), crops
+    )
     diff = np.abs(probs - parity.reference_probabilities(model_dir, crops))
     recorded = parity_card["vs_reference"]
     assert diff.max() <= recorded["max_abs_diff"] + 1e-4 and diff.max() < 0.03

@@ -275,16 +275,6 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60, 60)))
 
 
-def raw_logits(predictor: Predictor, crops: np.ndarray) -> np.ndarray:
-    """The network's own logits, before the card's calibration."""
-    served = predictor.calibration
-    predictor.calibration = Calibration()
-    try:
-        return predictor.logits(crops)
-    finally:
-        predictor.calibration = served
-
-
 THRESHOLD_RULE = (
     "on the validation split (splits/faces.csv), on the calibrated P(fake): 'fake' from the lowest "
     "score at which at most {rate:.0%} of the real faces of every source score as high, 'real' "
@@ -314,7 +304,7 @@ def choose_thresholds_and_calibration(
     rows = [r for r in read_manifest(cache) if r["split"] == "val"]
     labels = np.array([r["label"] for r in rows])
     sources = np.array([r["source"] for r in rows])
-    logits = raw_logits(predictor, load_crops(cache, rows, predictor.input_size))
+    logits = predictor.logits(load_crops(cache, rows, predictor.input_size), calibrated=False)
     calibration_choice = choose_calibration(logits, labels, sources)
     calibration = calibration_choice.calibration
     raw, calibrated = _sigmoid(logits), _sigmoid(calibration.apply(logits))
@@ -378,7 +368,7 @@ def evaluate(
     labels = np.array([r["label"] for r in rows])
     src = np.array([r["source"] for r in rows])
     started = time.time()
-    logits = raw_logits(predictor, crops)
+    logits = predictor.logits(crops, calibrated=False)
     raw = _sigmoid(logits)
     scores = _sigmoid(predictor.calibration.apply(logits))  # what serving returns
     report: dict = {

@@ -38,13 +38,23 @@ def parity_crops(data: Path = DATA, per_label: int = PER_LABEL) -> tuple[list[st
     return [str(p.relative_to(data.parent.parent)) for p in names], crops
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def network_probabilities(predictor: Predictor, crops: np.ndarray) -> np.ndarray:
+    """The served graph's own P(fake) (before the card's calibration, which is the same float
+    arithmetic on every CPU and may change with a re-evaluation): what CPUs could disagree on."""
+    return _sigmoid(predictor.logits(crops, calibrated=False))
+
+
 def reference_probabilities(model_dir: Path, crops: np.ndarray) -> np.ndarray:
-    """The reference computation's fake probabilities for ``crops`` (float input, file's graph)."""
+    """The reference computation's P(fake) for ``crops`` (float input, the file's graph, before the
+    card's calibration)."""
     predictor = Predictor(model_dir, Settings(model_dir=model_dir, threads=1), rewrite=False)
     session = reference_session(model_dir / predictor.card.file)
     logits = session.run(["logit"], {session.get_inputs()[0].name: predictor.preprocess(crops)})[0][:, 0]
-    calibrated = predictor.calibration.apply(logits).astype(np.float64)  # as the card serves them
-    return 1.0 / (1.0 + np.exp(-calibrated))
+    return _sigmoid(logits)
 
 
 # The CPU classes a card describes: how each is served the same file.
@@ -65,7 +75,7 @@ def serving_paths(model_dir: Path) -> dict[str, list[str]]:
 def measure(model_dir: Path, data: Path = DATA) -> dict:
     names, crops = parity_crops(data)
     served = Predictor(model_dir, Settings(model_dir=model_dir, threads=1))
-    probs = served.predict(crops).astype(np.float64)
+    probs = network_probabilities(served, crops)
     diff = np.abs(probs - reference_probabilities(model_dir, crops))
     return {
         "crops": names,
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.print:
         _, crops = parity_crops(args.data)
-        probs = Predictor(args.model, Settings(model_dir=args.model, threads=1)).predict(crops)
+        probs = network_probabilities(Predictor(args.model, Settings(model_dir=args.model, threads=1)), crops)
         print(json.dumps({"cpu": this_cpu().name, "probabilities": [float(p) for p in probs]}))
         return 0
     result = measure(args.model, args.data)
