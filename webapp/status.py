@@ -15,6 +15,7 @@ from flask import current_app, url_for
 
 from detector.config import get_settings
 from jobstore import Job, JobStore
+from worker.sweep import due, failure_error, hard_limit_seconds, stale_seconds, sweep_app
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +93,8 @@ def job_status(store: JobStore, job: Job) -> dict:
     return status
 
 
-def failure_error(info: object) -> dict:
-    """The plain-words error of a task Celery recorded as FAILURE (the task could not say it)."""
-    name = type(info).__name__ if isinstance(info, BaseException) else ""
-    if name == "TimeLimitExceeded":
-        return {"code": "timeout", "message": "the analysis ran past its time limit and was stopped"}
-    if name == "WorkerLostError":
-        return {"code": "worker_lost", "message": "the worker analysing the file stopped unexpectedly"}
-    return {"code": "internal", "message": "internal error while analysing the file"}
-
-
 def _lost(job: Job) -> bool:
     """For a job older than it could be: fail it now if its message is gone (``worker/sweep.py``)."""
-    from worker.sweep import due, hard_limit_seconds, stale_seconds, sweep_app
-
     config = current_app.config
     if not due(job, stale_seconds(config), hard_limit_seconds(config)):
         return False

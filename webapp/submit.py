@@ -18,6 +18,7 @@ from werkzeug.datastructures import FileStorage
 from detector.errors import UnmaskError, UnsupportedMedia
 from detector.media import sniff
 from jobstore import EXTENSIONS, Job, JobStore, new_id
+from worker.download import check_url
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def submit_upload(upload: FileStorage) -> Job:
 
 def submit_url(url: str) -> Job:
     """Queue a link; the worker checks the address again and downloads it."""
-    from worker.download import check_url
-
     check_url(url, current_app.config["ALLOWED_URL_HOSTS"])
     job = Job(id=new_id(), source="url", url=url.strip(), kind="video")
     store().create(job)

@@ -14,6 +14,9 @@ from __future__ import annotations
 from celery import Celery, Task
 from flask import Flask
 
+from . import tasks  # noqa: F401  (registers the tasks; nothing heavy loads at import)
+from .sweep import sweep_step
+
 
 def celery_init_app(app: Flask) -> Celery:
     """Attach a Celery app to ``app`` (``app.extensions["celery"]``) and return it."""
@@ -27,10 +30,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    # Register the tasks (the module imports nothing heavy at import time).
-    from . import tasks  # noqa: F401
-    from .sweep import sweep_step
-
     # Every worker fails jobs whose message the broker lost (worker/sweep.py).
     celery_app.steps["worker"].add(sweep_step(app))
     return celery_app

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from detector.analyze import Analyzer
+from detector.analyze import Analyzer
+from detector.faces import crop_face
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,6 @@ def get_analyzer() -> Analyzer:
     if _analyzer is None:
         with _lock:
             if _analyzer is None:
-                from detector.analyze import Analyzer
-
                 _analyzer = Analyzer(keep_evidence=True)
                 log.info("analyzer ready: model %s", _analyzer.predictor.card.version)
     return _analyzer
@@ -41,8 +38,6 @@ def score_whole_image(image: np.ndarray) -> float:
     Quiz pool images are tight crops; the detector misses some of them, and the quiz still
     needs the model's opinion. The missing library entry point is wrapped here (see report).
     """
-    from detector.faces import crop_face
-
     analyzer = get_analyzer()
     h, w = image.shape[:2]
     crop = crop_face(image, (0, 0, w, h), 0.0, analyzer.predictor.input_size)

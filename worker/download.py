@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import av
+
 from detector.errors import MediaTooLarge, MediaTooLong, UnmaskError
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,6 @@ def probe_partial_duration(path: str | Path) -> float | None:
     MP4 files written for streaming carry their index (and so their duration) at the start, so
     the first few hundred kilobytes are enough to refuse a two-hour film before it downloads.
     """
-    import av
-
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if container.duration:
@@ -141,7 +141,7 @@ _install_lock = threading.Lock()
 
 def _guarded_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs):
     """yt-dlp's ``create_connection``, refusing internal addresses right before connecting."""
-    from yt_dlp.networking import _helper
+    from yt_dlp.networking import _helper  # yt-dlp takes 0.2 s to import: loaded by the first link
 
     inner = kwargs.pop("_create_socket_func", None) or _helper._socket_connect
     allowed = getattr(_guard, "allowed", None)
@@ -159,7 +159,7 @@ def _guarded_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_
 
 
 def _install_guard() -> None:
-    from yt_dlp.networking import _urllib
+    from yt_dlp.networking import _urllib  # yt-dlp takes 0.2 s to import: loaded by the first link
 
     with _install_lock:
         if getattr(_urllib, "create_connection", None) is not _guarded_connection:
@@ -238,6 +238,7 @@ def _download(
     progress: DownloadProgress | None,
     stem: str,
 ) -> Path:
+    # yt-dlp takes 0.2 s to import; the web process and most jobs never need it.
     import yt_dlp
     from yt_dlp.utils import DownloadError, YoutubeDLError
 

@@ -88,11 +88,19 @@ def due(job: Job, stale_seconds: float, hard_limit_seconds: float, now: float | 
     return job.started is None or now - job.started > hard_limit_seconds + GRACE_SECONDS
 
 
+def failure_error(info: object) -> dict:
+    """The plain-words error of a task Celery recorded as FAILURE (the task could not say it)."""
+    name = type(info).__name__ if isinstance(info, BaseException) else ""
+    if name == "TimeLimitExceeded":
+        return {"code": "timeout", "message": "the analysis ran past its time limit and was stopped"}
+    if name == "WorkerLostError":
+        return {"code": "worker_lost", "message": "the worker analysing the file stopped unexpectedly"}
+    return {"code": "internal", "message": "internal error while analysing the file"}
+
+
 def _reason(celery, job_id: str) -> tuple[str, str]:
     """What the result backend says ended the job (a hard time limit, a lost worker), else lost."""
     if celery is not None:
-        from webapp.status import failure_error
-
         try:
             result = celery.AsyncResult(job_id)
             if result.state == "FAILURE":

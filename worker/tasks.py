@@ -22,11 +22,15 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 
+from detector.annotate import heatmap_overlay, save_image
 from detector.errors import ModelNotFound, UnmaskError
+from detector.media import load_image
+from detector.results import face_verdict, file_verdict
 from jobstore import JobStore, StorageUnavailable, check_storage, expire_files
-from webapp.webcam.live import LIVE_MIN_CONFIDENCE
 
 from .analysis import get_analyzer, score_whole_image
+from .download import download_video
+from .live import LIVE_MIN_CONFIDENCE
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +75,6 @@ def _error(code: str, message: str) -> dict:
 
 
 def _save_evidence(result, folder: Path) -> list[dict]:
-    from detector.annotate import heatmap_overlay, save_image
-
     out = []
     for i, face in enumerate(result.faces):
         if face.crop is None:
@@ -156,8 +158,6 @@ def analyze_job(self, job_id: str) -> dict:
         analyzer = get_analyzer()
         settings = analyzer.settings
         if job.source == "url":
-            from .download import download_video
-
             reporter = ProgressReporter(self)
             reporter.publish("download", 0.0)
             path = download_video(
@@ -223,8 +223,6 @@ def analyze_job(self, job_id: str) -> dict:
 @shared_task(name="worker.tasks.detect_frame", soft_time_limit=20, time_limit=30)
 def detect_frame(path: str) -> dict:
     """Faces and scores for one webcam frame; the frame file is deleted whatever happens."""
-    from detector.media import load_image
-
     try:
         analyzer = get_analyzer()
         image = load_image(path, analyzer.settings)
@@ -253,9 +251,6 @@ def detect_frame(path: str) -> dict:
 def score_images(paths: list[str]) -> list[dict]:
     """The model's fake probability for each quiz picture (its most suspicious face), and its
     verdict by the library's photo rule."""
-    from detector.media import load_image
-    from detector.results import face_verdict, file_verdict
-
     analyzer = get_analyzer()
     out = []
     for path in paths:

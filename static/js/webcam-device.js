@@ -8,7 +8,7 @@
 "use strict";
 window.UnmaskDevice = (function () {
   // BlazeFaceDetector's rules in detector/faces.py (without its full-range pass), as the server
-  // sends them in the card's "detection" (webapp/webcam/live.py); these are only the fallback.
+  // sends them in the card's "detection" (worker/live.py); these are only the fallback.
   const RULES = {
     confident: 0.75,
     border: 0.3,

@@ -166,7 +166,7 @@ def test_the_model_route_serves_the_card_and_the_onnx_file_read_only(client, rep
     assert fields["calibration"]["method"] in ("none", "temperature", "platt")  # the served P(fake)
     # the server's detection rules, so the browser keeps and judges the same faces
     from detector.config import get_settings
-    from webapp.webcam.live import LIVE_MIN_CONFIDENCE
+    from worker.live import LIVE_MIN_CONFIDENCE
 
     rules = fields["detection"]
     assert rules["min_face_size"] == get_settings().min_face_size

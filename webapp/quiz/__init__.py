@@ -1,11 +1,10 @@
 from flask import Flask
 
+from .pool import import_command
 from .views import bp
 
 
 def init_app(app: Flask) -> None:
-    from .pool import import_command
-
     app.cli.add_command(import_command)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 _CACHE_SECONDS = 60.0
@@ -69,8 +70,6 @@ class Pool:
 def quiz_picture(source: Path, dest: Path) -> Path:
     """``source`` as every quiz picture is shown: the centred square at ``QUIZ_SIDE`` pixels,
     JPEG at ``QUIZ_JPEG_QUALITY``, without metadata."""
-    from PIL import Image, ImageOps
-
     with Image.open(source) as img:
         upright = (ImageOps.exif_transpose(img) or img).convert("RGB")
         square = ImageOps.fit(upright, (QUIZ_SIDE, QUIZ_SIDE), Image.Resampling.LANCZOS)
@@ -121,8 +120,6 @@ def forget_pool() -> None:
 
 
 def _is_image(path: Path) -> bool:
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             img.verify()

@@ -24,11 +24,11 @@ from detector.classifier import ModelCard
 from detector.config import get_settings
 from detector.errors import ModelNotFound
 from detector.media import sniff
+from worker.live import detection_rules
 
 from ..errors import CSP, error_response
 from ..submit import celery_lock, task
 from .forms import FrameForm
-from .live import detection_rules
 
 bp = Blueprint("webcam", __name__, url_prefix="/webcam")
 
