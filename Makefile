@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release ablate export quantize mobile evaluate clean
+.PHONY: setup run worker quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release ablate export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -18,6 +18,11 @@ setup: $(VENV)/.installed static/vendor/face_detection/VERSION
 
 run: setup quiz-pool
 	$(PY) -m webapp.serve
+
+# One Celery worker on both queues, for a web process started elsewhere (`celery_app.py` is its
+# entry module, as `wsgi.py` is gunicorn's); needs REDIS_URL and UNMASK_SECRET_KEY like the app.
+worker: setup
+	$(VENV)/bin/celery -A celery_app worker -Q analysis,realtime --loglevel INFO $(ARGS)
 
 # Fill the quiz's picture pool from the shared data once (skipped when it has pictures or no data).
 quiz-pool: setup

@@ -154,7 +154,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90.0) -> None:
-        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "analysis"]
+        command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", "analysis"]
         command += ["-c", str(self.concurrency), "--pool", "prefork", "-n", f"{self.name}@%h"]
         command += ["--loglevel", "INFO"]
         offset = self.log.stat().st_size if self.log.exists() else 0

@@ -67,7 +67,7 @@ def running_app(data: Path) -> Iterator[str]:
     try:
         wait_for_redis(env["REDIS_URL"], redis)
         log = (data / "worker.log").open("w")
-        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "analysis,realtime"]
+        command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", "analysis,realtime"]
         command += ["-c", "1", "-n", f"screenshots-{os.getpid()}@%h", "--loglevel", "INFO"]
         worker = subprocess.Popen(
             command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT

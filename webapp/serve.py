@@ -87,7 +87,7 @@ def _secret_key(data_dir: Path) -> str:
 
 
 def worker_commands(data_dir: Path, concurrency: int) -> list[list[str]]:
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel", "INFO"]
+    celery = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--loglevel", "INFO"]
     beat = ["-B", "-s", str(data_dir / "celerybeat-schedule")]
     return [
         [*celery, "-Q", "analysis", "-c", str(concurrency), "-n", "analysis@%h", *beat],

@@ -4,7 +4,7 @@ Shaped like Flask's Celery example: ``celery_init_app`` builds the Celery app fr
 ``app.config["CELERY"]`` with a task base class that runs every task inside the Flask app
 context, so tasks read the same configuration as the views. Start a worker with
 
-    celery -A worker.app worker -Q analysis,realtime
+    celery -A celery_app worker -Q analysis,realtime
 
 Importing this package is cheap: the detection library loads in the worker, on first use.
 """

@@ -165,7 +165,7 @@ def celery_worker_proc(service_env, tmp_path_factory) -> Iterator[subprocess.Pop
     """A real ``celery worker`` process serving both queues, stopped at the end of the session."""
     log = tmp_path_factory.mktemp("worker-log") / "worker.log"
     env = dict(os.environ, **service_env, PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "analysis,realtime"]
+    command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", "analysis,realtime"]
     command += ["-c", "1", "--pool", "prefork", "-n", f"test-{os.getpid()}@%h", "--loglevel", "INFO"]
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

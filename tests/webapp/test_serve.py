@@ -18,6 +18,7 @@ def test_commands_start_gunicorn_on_wsgi_and_both_queues(tmp_path):
     web = web_command("127.0.0.1", 8000, 2)
     assert web[1:3] == ["-m", "gunicorn"] and web[-1] == "wsgi:app"
     analysis, realtime = worker_commands(tmp_path, 2)
+    assert analysis[3:6] == realtime[3:6] == ["-A", "celery_app", "worker"]
     assert "analysis" in analysis and "-B" in analysis
     assert "realtime" in realtime
 
