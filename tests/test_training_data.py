@@ -638,13 +638,14 @@ def test_ablate_tiny_runs_each_recipe_at_one_budget_and_resumes(tmp_path, monkey
     argv += ["--withhold", "", "--steps", "2", "--size", "64", "--batch", "4", "--threads", "1"]
     assert ablate.main(argv) == 0
     table = json.loads((out / "ablation.json").read_text())
-    assert [r["run"] for r in table] == ["alone", "no-sbi", "kd-0.5"]
+    assert [r["run"] for r in table] == ["alone", "no-sbi", "no-pairs", "frames", "kd-0.5"]
     for r in table:
         assert "--steps 2" in r["flags"] and 0 <= r["auc"] <= 1 and set(r["per_source"]) == {"mini"}
-    assert "--teacher" in table[2]["flags"] and "--sbi 0 " in table[1]["flags"] + " "
+    assert "--teacher" in table[4]["flags"] and "--sbi 0 " in table[1]["flags"] + " "
+    assert "--pairs 0" in table[2]["flags"] and "--sampling frames" in table[3]["flags"]
     assert (out / "kd-0.5" / "model.onnx").exists()
     assert ablate.main(argv) == 0  # all done: nothing retrained
-    assert len(json.loads((out / "ablation.json").read_text())) == 3
+    assert len(json.loads((out / "ablation.json").read_text())) == 5
 
 
 def test_ablate_plans_leave_one_out_with_and_without_sbi():
@@ -652,12 +653,16 @@ def test_ablate_plans_leave_one_out_with_and_without_sbi():
 
     plan = ablate.runs("", [0.25], ["photoshop", "dfdc:fake"])
     assert set(plan) == {
-        "alone", "no-sbi", "without-photoshop", "without-photoshop-no-sbi",
+        "alone", "no-sbi", "no-pairs", "frames", "without-photoshop", "without-photoshop-no-sbi",
         "without-dfdc-fake", "without-dfdc-fake-no-sbi",
     }  # fmt: skip
+    assert plan["no-pairs"] == ["--sbi", "0.3", "--pairs", "0"]
+    assert plan["frames"] == ["--sbi", "0.3", "--pairs", "0", "--sampling", "frames"]
     assert plan["without-dfdc-fake"] == ["--sbi", "0.3", "--exclude", "dfdc:fake"]
     assert ablate.runs("", [], [], (0.5,)) == {
         "alone": ["--sbi", "0.3"], "no-sbi": ["--sbi", "0"],
+        "no-pairs": ["--sbi", "0.3", "--pairs", "0"],
+        "frames": ["--sbi", "0.3", "--pairs", "0", "--sampling", "frames"],
         "background-dropout-0.5": ["--sbi", "0.3", "--background-dropout", "0.5"],
     }  # fmt: skip
     report = {"per_source": {"dfdc": {"auc": 0.61}, "photoshop": {"auc": 0.55}}}

@@ -1,6 +1,7 @@
-"""What each part of the training recipe is worth, at one budget: SBI on and off, distillation
-against the same student alone at several alphas, leave-one-source-out, and (with
-``--background-dropout``) training that sometimes shows only the face.
+"""What each part of the training recipe is worth, at one budget: SBI on and off, real/fake
+pairs and group-weighted draws on and off, distillation against the same student alone at
+several alphas, leave-one-source-out, and (with ``--background-dropout``) training that
+sometimes shows only the face.
 
     python -m detector.training.ablate --teacher ~/.cache/unmask/runs/shipped/best.pt \\
         --steps 300 --size 160 --out .cache/ablation
@@ -35,6 +36,10 @@ def runs(
     """Each run's name and its flags beyond the shared ones. ``alone`` is the reference: the
     shipped recipe (SBI at 0.3 of the fakes) without a teacher."""
     table = {"alone": ["--sbi", "0.3"], "no-sbi": ["--sbi", "0"]}
+    # issue 20: real/fake pairs of one group in a batch, against groups drawn alone, against the
+    # frame-weighted draws of the earlier recipe (each video counted by its frames)
+    table["no-pairs"] = ["--sbi", "0.3", "--pairs", "0"]
+    table["frames"] = ["--sbi", "0.3", "--pairs", "0", "--sampling", "frames"]
     for share in background_dropout:
         table[f"background-dropout-{share:g}"] = ["--sbi", "0.3", "--background-dropout", str(share)]
     if teacher:
