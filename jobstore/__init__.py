@@ -5,7 +5,7 @@ so that the web process and the workers read and write jobs the same way without
 other. Importing it loads nothing but the standard library.
 """
 
-from .retention import expire_files
+from .retention import FRAMES, QUIZ_ROUNDS, expire_data, expire_files
 from .store import (
     EXTENSIONS,
     Job,
@@ -20,10 +20,13 @@ from .store import (
 
 __all__ = [
     "EXTENSIONS",
+    "FRAMES",
+    "QUIZ_ROUNDS",
     "Job",
     "JobStore",
     "StorageUnavailable",
     "check_storage",
+    "expire_data",
     "expire_files",
     "free_bytes",
     "new_id",

@@ -1,9 +1,20 @@
-"""Retention: deleting what the data folder has kept for longer than it should."""
+"""Retention: what the data folder keeps, and for how long. One routine for the worker's schedule
+(``worker.tasks.cleanup``) and the operator's ``flask cleanup``.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+from .store import JobStore
+
+# Folders of the data folder besides ``jobs/``: webcam frames waiting for the realtime worker, and
+# quiz rounds (the pictures' origins, kept on the server until the round is answered).
+FRAMES = "frames"
+QUIZ_ROUNDS = "quiz-rounds"
+# A webcam frame is judged within seconds; one left behind goes after ten minutes at most.
+FRAME_MAX_AGE = 600.0
 
 
 def expire_files(folder: Path, max_age_seconds: float, now: float | None = None) -> int:
@@ -20,3 +31,14 @@ def expire_files(folder: Path, max_age_seconds: float, now: float | None = None)
         except OSError:
             continue
     return removed
+
+
+def expire_data(data_dir: str | Path, retention_hours: float, now: float | None = None) -> dict[str, int]:
+    """Delete jobs, webcam frames and quiz rounds older than the retention; how many of each went."""
+    data = Path(data_dir)
+    age = float(retention_hours) * 3600
+    return {
+        "jobs": JobStore(data).expire(age, now),
+        "frames": expire_files(data / FRAMES, min(age, FRAME_MAX_AGE), now),
+        "rounds": expire_files(data / QUIZ_ROUNDS, age, now),
+    }

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from jobstore import JobStore, expire_files
+from jobstore import expire_data
 
 
 @click.command("cleanup")
 @with_appcontext
 def cleanup_command() -> None:
     """Delete jobs, webcam frames and quiz rounds older than UNMASK_RETENTION_HOURS."""
-    data = Path(current_app.config["DATA_DIR"])
-    age = float(current_app.config["RETENTION_HOURS"]) * 3600
-    jobs = JobStore(data).expire(age)
-    frames = expire_files(data / "frames", min(age, 600))
-    rounds = expire_files(data / "quiz-rounds", age)
-    click.echo(f"removed {jobs} jobs, {frames} frames, {rounds} quiz rounds")
+    removed = expire_data(current_app.config["DATA_DIR"], float(current_app.config["RETENTION_HOURS"]))
+    click.echo(f"removed {removed['jobs']} jobs, {removed['frames']} frames, {removed['rounds']} quiz rounds")
 
 
 def init_app(app: Flask) -> None:

@@ -20,20 +20,12 @@ import redis
 from flask import Flask, Response, current_app, make_response, request
 
 from .errors import error_response
+from .storage import ANALYSIS_ENDPOINTS, STORING_ENDPOINTS
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_QUEUE = "analysis"
 QUEUE_RETRY_AFTER = 30  # seconds a client is asked to wait when the queue is full
-
-# endpoint -> the limit (config name) that counts it
-_LIMITED = {
-    "analyze.index": "RATE_LIMIT_UPLOADS",
-    "analyze.link": "RATE_LIMIT_UPLOADS",
-    "api.analyze": "RATE_LIMIT_UPLOADS",
-    "webcam.frame": "RATE_LIMIT_WEBCAM",
-}
-_QUEUED = {"analyze.index", "analyze.link", "api.analyze"}
 
 
 def _redis() -> redis.Redis:
@@ -73,10 +65,10 @@ def _refuse(status: int, code: str, message: str, retry_after: int) -> Response:
 
 def check_request():
     """``before_request``: refuse a limited POST over its client's rate or a full queue."""
-    if request.method != "POST" or request.endpoint not in _LIMITED:
+    if request.method != "POST" or request.endpoint not in STORING_ENDPOINTS:
         return None
     config = current_app.config
-    name = _LIMITED[request.endpoint]
+    name = STORING_ENDPOINTS[request.endpoint]
     limit = int(config[name])
     try:
         if limit > 0:
@@ -91,7 +83,7 @@ def check_request():
                     wait,
                 )
         most = int(config["MAX_QUEUE"])
-        if most > 0 and request.endpoint in _QUEUED:
+        if most > 0 and request.endpoint in ANALYSIS_ENDPOINTS:
             depth = queue_depth()
             if depth >= most:
                 log.warning("back-pressure: %d jobs queued (limit %d); upload refused", depth, most)

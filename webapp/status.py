@@ -19,7 +19,41 @@ from worker.sweep import due, failure_error, hard_limit_seconds, stale_seconds, 
 
 log = logging.getLogger(__name__)
 
-STAGES = ("queued", "download", "frames", "faces", "scoring", "encoding", "done")
+# Every stage a job's status can name, with the words the job page shows while it lasts (the page
+# gets them from ``stage_text``; static/js/job.js reads them there). The worker reports download
+# and frames, the library frames, faces, scoring and encoding; the rest are this view's.
+STAGE_TEXT = {
+    "queued": "Waiting for a worker…",
+    "starting": "Starting…",
+    "download": "Downloading the video…",
+    "frames": "Reading frames…",
+    "faces": "Finding and scoring faces…",
+    "scoring": "Scoring faces…",
+    "encoding": "Drawing the annotated copy…",
+    "done": "Done.",
+    "unknown": "Status unavailable; retrying…",
+}
+
+
+def stage_text(job: Job) -> dict[str, str]:
+    """The words for each stage of this job: a photo's faces are found first, then scored."""
+    if job.kind == "image":
+        return {**STAGE_TEXT, "faces": "Finding faces…"}
+    return dict(STAGE_TEXT)
+
+
+def stage_steps(job: Job) -> list[tuple[str, str]]:
+    """The stages the worker reports for this kind of file, in order, each with its words in the
+    page's list: a video's faces are found and scored in one pass over its frames ("faces")."""
+    if job.kind == "image":
+        return [("faces", "finding faces"), ("scoring", "scoring"), ("encoding", "drawing")]
+    download = [("download", "download")] if job.source == "url" else []
+    return [
+        *download,
+        ("frames", "reading frames"),
+        ("faces", "finding and scoring faces"),
+        ("encoding", "drawing the video"),
+    ]
 
 
 def _urls(job_id: str, result: dict) -> dict:

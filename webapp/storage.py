@@ -15,8 +15,16 @@ from .errors import error_response
 
 log = logging.getLogger(__name__)
 
-# Requests that store something in the data folder (uploads, links, webcam frames).
-STORING_ENDPOINTS = {"analyze.index", "analyze.link", "api.analyze", "webcam.frame"}
+# The requests that store something in the data folder, each with the rate limit (a config name)
+# that counts it: the free-space check below and the limits (webapp/limits.py) read this one list.
+STORING_ENDPOINTS = {
+    "analyze.index": "RATE_LIMIT_UPLOADS",  # an upload from the page
+    "analyze.link": "RATE_LIMIT_UPLOADS",  # a link from the page
+    "api.analyze": "RATE_LIMIT_UPLOADS",  # an upload or a link through the API
+    "webcam.frame": "RATE_LIMIT_WEBCAM",  # one webcam frame for the realtime worker
+}
+# Those that queue an analysis job, which back-pressure counts (webcam frames are not queued there).
+ANALYSIS_ENDPOINTS = frozenset(STORING_ENDPOINTS) - {"webcam.frame"}
 STORAGE_RETRY_AFTER = 60  # seconds a client is asked to wait when the disk is full
 
 

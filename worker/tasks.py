@@ -26,7 +26,7 @@ from detector.annotate import heatmap_overlay, save_image
 from detector.errors import ModelNotFound, UnmaskError
 from detector.media import load_image
 from detector.results import face_verdict, file_verdict
-from jobstore import JobStore, StorageUnavailable, check_storage, expire_files
+from jobstore import JobStore, StorageUnavailable, check_storage, expire_data
 
 from .analysis import get_analyzer, score_whole_image
 from .download import download_video
@@ -275,13 +275,6 @@ def score_images(paths: list[str]) -> list[dict]:
 @shared_task(name="worker.tasks.cleanup")
 def cleanup() -> dict:
     """Delete jobs, webcam frames and quiz rounds older than the retention."""
-    config = current_app.config
-    data = Path(config["DATA_DIR"])
-    age = float(config["RETENTION_HOURS"]) * 3600
-    removed = {
-        "jobs": JobStore(data).expire(age),
-        "frames": expire_files(data / "frames", min(age, 600)),
-        "rounds": expire_files(data / "quiz-rounds", age),
-    }
+    removed = expire_data(current_app.config["DATA_DIR"], float(current_app.config["RETENTION_HOURS"]))
     log.info("retention: removed %s", removed)
     return removed

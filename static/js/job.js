@@ -5,17 +5,8 @@
   if (!root) return;
   const statusUrl = root.dataset.statusUrl;
   const $ = (id) => document.getElementById(id);
-  const STAGE_TEXT = {
-    queued: "Waiting for a worker…",
-    starting: "Starting…",
-    download: "Downloading the video…",
-    frames: "Reading frames…",
-    faces: root.dataset.kind === "image" ? "Finding faces…" : "Finding and scoring faces…",
-    scoring: "Scoring faces…",
-    encoding: "Drawing the annotated copy…",
-    done: "Done.",
-    unknown: "Status unavailable; retrying…",
-  };
+  // Each stage's words, from the server (webapp/status.py), so the page and this script agree.
+  const STAGE_TEXT = JSON.parse(root.dataset.stageText || "{}");
   let delay = 500;
 
   function plural(n, word) {

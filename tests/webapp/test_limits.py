@@ -15,6 +15,7 @@ from conftest import csrf_token
 
 import webapp.limits
 from webapp import create_app
+from webapp.storage import ANALYSIS_ENDPOINTS, STORING_ENDPOINTS
 
 LIMITS_DB = 12
 
@@ -135,3 +136,10 @@ def test_defaults_are_generous():
     assert DEFAULTS["MAX_QUEUE"] >= 50
     assert DEFAULTS["RATE_LIMIT_UPLOADS"] >= 10
     assert DEFAULTS["RATE_LIMIT_WEBCAM"] >= 4 * DEFAULTS["RATE_LIMIT_WINDOW"]  # the page sends 4 a second
+
+
+def test_the_storing_endpoints_are_the_apps_own(app):
+    # One list (webapp/storage.py) names the requests that store data; a renamed view must not
+    # slip out of the storage check and the rate limits unnoticed.
+    assert set(STORING_ENDPOINTS) <= set(app.view_functions)
+    assert ANALYSIS_ENDPOINTS.issubset(STORING_ENDPOINTS) and "webcam.frame" not in ANALYSIS_ENDPOINTS

@@ -23,6 +23,7 @@ from flask import (
 from detector.errors import UnmaskError
 
 from ..errors import error_response, wants_json
+from ..status import stage_steps, stage_text
 from ..submit import QueueUnavailable, store, submit_upload, submit_url
 from .forms import LinkForm, UploadForm
 
@@ -100,7 +101,13 @@ def job_page(job_id: str):
     job = store().load(job_id)
     if job is None:
         abort(404)
-    return render_template("job.html", job=job, status_url=url_for("api.job", job_id=job.id))
+    return render_template(
+        "job.html",
+        job=job,
+        status_url=url_for("api.job", job_id=job.id),
+        stages=stage_steps(job),
+        stage_text=stage_text(job),
+    )
 
 
 @bp.get("/jobs/<job_id>/files/<name>")

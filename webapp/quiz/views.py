@@ -18,6 +18,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import Blueprint, abort, current_app, jsonify, render_template, send_file, session, url_for
 from kombu.exceptions import OperationalError
 
+from jobstore import QUIZ_ROUNDS
+
 from ..errors import error_response
 from ..submit import celery_lock, task
 from .forms import AnswerForm, RoundForm
@@ -27,7 +29,7 @@ bp = Blueprint("quiz", __name__, url_prefix="/quiz")
 
 
 def _rounds() -> Path:
-    folder = Path(current_app.config["DATA_DIR"]) / "quiz-rounds"
+    folder = Path(current_app.config["DATA_DIR"]) / QUIZ_ROUNDS
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

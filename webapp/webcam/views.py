@@ -24,6 +24,7 @@ from detector.classifier import ModelCard
 from detector.config import get_settings
 from detector.errors import ModelNotFound
 from detector.media import sniff
+from jobstore import FRAMES
 from worker.live import detection_rules
 
 from ..errors import CSP, error_response
@@ -86,7 +87,7 @@ def frame():
     media = sniff(data[:64])
     if media is None or media.format not in ("jpeg", "png", "webp"):
         return error_response(400, "unsupported_media", "a frame must be a JPEG, PNG or WebP picture")
-    folder = Path(current_app.config["DATA_DIR"]) / "frames"
+    folder = Path(current_app.config["DATA_DIR"]) / FRAMES
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{secrets.token_hex(12)}.{media.format}"
     path.write_bytes(data)
