@@ -39,7 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from detector.config import REPO_ROOT
+
 API_KEY = "faults-bench-key"
 FINAL = ("done", "failed")
 

@@ -42,7 +42,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.faults import REPO_ROOT, free_port, make_media
+from benchmarks.faults import free_port, make_media
+from detector.config import REPO_ROOT
 
 API_KEY = "load-bench-key"
 FINAL = ("done", "failed")

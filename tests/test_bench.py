@@ -1,13 +1,13 @@
 """``benchmarks.run``'s side-by-side timing: each contender is timed on its own crops."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.run import _per_crop_rounds, compare
+from detector.config import REPO_ROOT
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = REPO_ROOT / "models"
 
 
 def test_rounds_feed_each_contender_its_own_crops():

@@ -13,13 +13,12 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from detector.config import REPO_ROOT
 from worker import celery_init_app
 
 from . import analyze, api, commands, errors, limits, quiz, storage, webcam
 from .config import config_from_env, finish_config
 from .extensions import csrf
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from detector.config import REPO_ROOT
 
 DEFAULT_HOSTS = (
     "youtube.com,www.youtube.com,m.youtube.com,youtu.be,vimeo.com,player.vimeo.com,dailymotion.com"

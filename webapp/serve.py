@@ -27,10 +27,11 @@ from pathlib import Path
 
 import redis
 
+from detector.config import REPO_ROOT
+
 from .config import ConfigError, config_from_env, finish_config
 
 log = logging.getLogger("unmask.serve")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
