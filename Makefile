@@ -68,7 +68,7 @@ faults: setup
 # Every page state (home, photo and video results, no face, failure, refused link, webcam, quiz) at
 # 1280 and 390 px in Chromium, with the real app and a worker: PNGs under var/screenshots.
 screenshots: setup
-	$(PY) scripts/screenshots.py $(ARGS)
+	$(PY) -m scripts.screenshots $(ARGS)
 
 prepare: setup
 	$(PY) -m detector.training.prepare $(SHARED)/faces/dfdc $(SHARED)/faces/gan $(SHARED)/faces/diffusion \

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,15 +41,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import testmedia
 from detector.config import REPO_ROOT
+from detector.video import probe_video
+from jobstore import free_bytes
+from webapp import create_app
+from webapp.config import config_from_env
+from webapp.serve import redis_server_binary, wait_for_redis
 
 API_KEY = "faults-bench-key"
 FINAL = ("done", "failed")
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,23 +68,12 @@ class Media:
     video: Path
 
 
-def media_makers():
-    """The tests' media helpers (``tests/webapp/webapp_media.py``): real faces from the shared data."""
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "webapp"))
-    try:
-        import webapp_media
-    finally:
-        sys.path.pop(0)
-    return webapp_media
-
-
 def make_media(folder: Path, video_seconds: float = 12.0, width: int = 480) -> Media:
-    """A face photo and a short face video cut from the shared data."""
-    makers = media_makers()
+    """A face photo and a short face video cut from the shared data (``testmedia``)."""
     folder.mkdir(parents=True, exist_ok=True)
     return Media(
-        photo=makers.face_photo(folder / "photo.jpg"),
-        video=makers.face_clip(folder / "video.mp4", seconds=video_seconds, width=width),
+        photo=testmedia.face_photo(folder / "photo.jpg"),
+        video=testmedia.face_clip(folder / "video.mp4", seconds=video_seconds, width=width),
     )
 
 
@@ -89,8 +84,6 @@ class RedisServer:
     """A private ``redis-server`` on a free port; ``persistent`` keeps an fsynced append-only file."""
 
     def __init__(self, folder: Path, persistent: bool) -> None:
-        from webapp.serve import redis_server_binary
-
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -106,8 +99,6 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        from webapp.serve import wait_for_redis
-
         with (self.folder / "redis.log").open("a") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
         wait_for_redis(self.url, self.proc)
@@ -246,9 +237,6 @@ class Site:
 
     def client(self, **overrides: str):
         """A test client of the app configured exactly like a worker started with ``env``."""
-        from webapp import create_app
-        from webapp.config import config_from_env
-
         config = config_from_env(self.env(**overrides))
         config["TESTING"] = True
         return create_app(config).test_client()
@@ -261,8 +249,6 @@ class Site:
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def job_record(self, job_id: str) -> dict:
-        import json
-
         return json.loads((self.data_dir / "jobs" / job_id / "job.json").read_text())
 
 
@@ -393,8 +379,6 @@ def kill_worker(folder: Path, media: Media, kills: int = 1, timeout: float = 240
 
 
 def media_seconds(path: Path) -> float:
-    from detector.video import probe_video
-
     return float(probe_video(path).duration or 0.0)
 
 
@@ -488,8 +472,6 @@ def redis_restart(
 
 def disk(folder: Path, media: Media) -> Result:
     """Short of space at the door, short of space only for the worker, and unwritable."""
-    from jobstore import free_bytes
-
     lines = []
     with scenario_site(folder, TASK_TIME_LIMIT="60", SAMPLE_FRAMES="8") as site:
         site.data_dir.mkdir(parents=True, exist_ok=True)

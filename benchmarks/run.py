@@ -33,9 +33,10 @@ from detector.cpu import classify, this_cpu
 from detector.faces import create_detector, crop_face
 from detector.tracking import FaceFollower, FaceTracker
 from detector.video import iter_frames, probe_video
+from testmedia import SHARED
 
-DEFAULT_CLIP = REPO_ROOT.parent / "shared" / "data" / "videos" / "real" / "ffpp_634.mp4"
-DEFAULT_CLIP_1080P = REPO_ROOT.parent / "shared" / "data" / "videos" / "real" / "dfdc_lynaeydofd.mp4"
+DEFAULT_CLIP = SHARED / "videos" / "real" / "ffpp_634.mp4"
+DEFAULT_CLIP_1080P = SHARED / "videos" / "real" / "dfdc_lynaeydofd.mp4"
 # The annotated video's encoder before issue 5's work, compared in the same run.
 FORMER_ENCODER = {"crf": 23, "preset": "veryfast", "x264_params": ""}
 
@@ -101,7 +102,7 @@ def _torch_fp32():
     beat; crops of another size (a model served smaller) are resized for it, which costs it
     about 0.05 ms of its tens."""
     try:
-        import torch
+        import torch  # optional (no torch: no such contender) and slow to import: only here
 
         from detector.training.model import ARCHS, create_model
     except ImportError:

@@ -7,13 +7,15 @@ drives Debian's Chromium (never ``playwright install``) through home, a photo re
 result, no face, a failure, a refused link, the webcam (a fake camera showing a face) and the quiz,
 and writes ``var/screenshots/<state>-<width>.png``. Nothing is downloaded.
 
-    .venv/bin/python scripts/screenshots.py [--out var/screenshots] [--only home,quiz]
+    .venv/bin/python -m scripts.screenshots [--out var/screenshots] [--only home,quiz]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,20 +25,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests" / "webapp")]
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
 
-import webapp_media  # noqa: E402  (test media, made from the shared data)
-
-from webapp.serve import redis_server_binary, wait_for_redis  # noqa: E402
+import testmedia
+from detector.config import REPO_ROOT
+from webapp import create_app
+from webapp.serve import redis_server_binary, wait_for_redis
 
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 STATES = ("home", "photo", "video", "no-face", "failure", "link-refused", "webcam", "quiz")
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -45,10 +46,6 @@ def _free_port() -> int:
 @contextmanager
 def running_app(data: Path) -> Iterator[str]:
     """Redis, a Celery worker and the app over HTTP; yields the app's base URL."""
-    from werkzeug.serving import make_server
-
-    from webapp import create_app
-
     port = _free_port()
     redis = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
@@ -90,10 +87,8 @@ def running_app(data: Path) -> Iterator[str]:
                 "SECURE_COOKIES": "0",
             }
         )
-        import logging
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        faces = webapp_media.SHARED / "faces" / "dfdc"
+        faces = testmedia.SHARED / "faces" / "dfdc"
         app.test_cli_runner().invoke(args=["quiz", "import", str(faces), "--limit", "4"])
         http_port = _free_port()
         server = make_server("127.0.0.1", http_port, app, threaded=True)
@@ -131,11 +126,9 @@ def _settle_media(page) -> None:
 
 
 def take(base: str, out: Path, media: Path, only: set[str]) -> list[Path]:
-    from playwright.sync_api import sync_playwright
-
-    y4m = webapp_media.webcam_y4m(media / "camera.y4m")
+    y4m = testmedia.webcam_y4m(media / "camera.y4m")
     flags = [
-        *webapp_media.CHROMIUM_FLAGS,
+        *testmedia.CHROMIUM_FLAGS,
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",
     ]
@@ -143,13 +136,13 @@ def take(base: str, out: Path, media: Path, only: set[str]) -> list[Path]:
     written: list[Path] = []
     jobs: dict[str, str] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=webapp_media.CHROMIUM, headless=True, args=flags)
+        browser = p.chromium.launch(executable_path=testmedia.CHROMIUM, headless=True, args=flags)
         context = browser.new_context(permissions=["camera"], viewport={"width": 1280, "height": 800})
         page = context.new_page()
         uploads = {
-            "photo": webapp_media.face_photo(media / "friend.jpg"),
-            "video": webapp_media.face_clip(media / "interview.mp4", seconds=4.0, width=480),
-            "no-face": webapp_media.blank_photo(media / "wall.jpg"),
+            "photo": testmedia.face_photo(media / "friend.jpg"),
+            "video": testmedia.face_clip(media / "interview.mp4", seconds=4.0, width=480),
+            "no-face": testmedia.blank_photo(media / "wall.jpg"),
         }
         broken = media / "holiday.mp4"
         broken.write_bytes(uploads["video"].read_bytes()[:32] + bytes(4000))
@@ -225,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(STATES)
     if unknown:
         ap.error(f"unknown states: {', '.join(sorted(unknown))}")
-    if not Path(webapp_media.CHROMIUM).exists():
+    if not Path(testmedia.CHROMIUM).exists():
         print("error: Chromium is missing: apt-get install -y chromium", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ the one the settings name: ``models/unmask-lite0`` unless ``UNMASK_MODEL_DIR`` s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -19,9 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.config import REPO_ROOT, Settings, settings_from_env
+import testmedia
+from detector.config import Settings, settings_from_env
 
-SHARED_DATA = Path(os.environ.get("UNMASK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SHARED_DATA = testmedia.SHARED
 FACES = SHARED_DATA / "faces"
 VIDEOS = SHARED_DATA / "videos"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import webapp_media
 
+import testmedia
 from detector.config import REPO_ROOT
 from webapp import create_app
 
@@ -40,14 +40,12 @@ def webmedia(tmp_path_factory) -> SimpleNamespace:
     """Generated test media (paths), made once per session from the shared data."""
     d = tmp_path_factory.mktemp("webmedia")
     return SimpleNamespace(
-        photo=webapp_media.face_photo(d / "photo.jpg"),
-        clip=webapp_media.face_clip(d / "clip.mp4"),
-        blank=webapp_media.blank_photo(d / "blank.jpg"),
-        huge=webapp_media.huge_png(d / "huge.png"),
-        truncated=webapp_media.truncated_copy(webapp_media.face_photo(d / "t.jpg"), d / "truncated.jpg"),
-        truncated_clip=webapp_media.truncated_copy(
-            webapp_media.face_clip(d / "t.mp4"), d / "truncated.mp4", 0.5
-        ),
+        photo=testmedia.face_photo(d / "photo.jpg"),
+        clip=testmedia.face_clip(d / "clip.mp4"),
+        blank=testmedia.blank_photo(d / "blank.jpg"),
+        huge=testmedia.huge_png(d / "huge.png"),
+        truncated=testmedia.truncated_copy(testmedia.face_photo(d / "t.jpg"), d / "truncated.jpg"),
+        truncated_clip=testmedia.truncated_copy(testmedia.face_clip(d / "t.mp4"), d / "truncated.mp4", 0.5),
         dir=d,
     )
 
@@ -281,7 +279,7 @@ def in_process(app, web_analyzer, monkeypatch):
 @pytest.fixture(scope="module")
 def playwright():
     """Playwright driving Debian's Chromium, one per test module."""
-    if not Path(webapp_media.CHROMIUM).exists():
+    if not Path(testmedia.CHROMIUM).exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 

@@ -6,8 +6,8 @@ import threading
 from typing import ClassVar
 
 import pytest
-import webapp_media
 
+import testmedia
 from detector.errors import MediaTooLarge, MediaTooLong
 from worker.download import DownloadFailed, UrlRefused, _plain, check_address, check_url, download_video
 
@@ -76,7 +76,7 @@ def test_too_long_video_is_stopped_before_the_download_finishes(tmp_path):
     """The site gives no duration; the partial file's index gives it away after 512 KB."""
     served = tmp_path / "served"
     served.mkdir()
-    clip = webapp_media.face_clip(served / "long.mp4", seconds=20.0, width=640)
+    clip = testmedia.face_clip(served / "long.mp4", seconds=20.0, width=640)
     assert clip.stat().st_size > 600 * 1024
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -7,11 +7,12 @@ generated .y4m of a real face through its fake capture device.
 from __future__ import annotations
 
 import pytest
-import webapp_media
+
+import testmedia
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
+CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def page(browser):
 
 
 def test_upload_video_shows_progress_then_a_playable_result(page, live_server, tmp_path):
-    clip = webapp_media.face_clip(tmp_path / "interview.mp4", seconds=6.0, width=480)
+    clip = testmedia.face_clip(tmp_path / "interview.mp4", seconds=6.0, width=480)
     page.goto(f"{live_server}/")
     page.set_input_files("#file", str(clip))
     page.click("#upload-submit")
@@ -113,7 +114,7 @@ def test_rejected_file_is_explained_in_the_browser(page, live_server, tmp_path):
 
 
 def test_webcam_with_a_fake_camera_draws_boxes(playwright, live_server, tmp_path):
-    y4m = webapp_media.webcam_y4m(tmp_path / "camera.y4m")
+    y4m = testmedia.webcam_y4m(tmp_path / "camera.y4m")
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
@@ -141,8 +142,8 @@ def test_webcam_with_a_fake_camera_draws_boxes(playwright, live_server, tmp_path
         browser.close()
 
 
-def test_one_quiz_round(page, service_app, live_server, repo_root):
-    faces = repo_root.parent / "shared" / "data" / "faces" / "dfdc"
+def test_one_quiz_round(page, service_app, live_server):
+    faces = testmedia.SHARED / "faces" / "dfdc"
     assert (
         service_app.test_cli_runner().invoke(args=["quiz", "import", str(faces), "--limit", "3"]).exit_code
         == 0

@@ -8,6 +8,8 @@ import av
 import pytest
 from conftest import csrf_token, wait_for_job
 
+import testmedia
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
@@ -96,9 +98,9 @@ def test_webcam_frame_round_trip(live, webmedia):
     assert response.get_json()["faces"]
 
 
-def test_quiz_answer_carries_the_models_scores(service_app, live, repo_root):
+def test_quiz_answer_carries_the_models_scores(service_app, live):
     runner = service_app.test_cli_runner()
-    faces = repo_root.parent / "shared" / "data" / "faces" / "dfdc"
+    faces = testmedia.SHARED / "faces" / "dfdc"
     assert runner.invoke(args=["quiz", "import", str(faces), "--limit", "2"]).exit_code == 0
     token = csrf_token(live)
     round_ = live.post("/quiz/round", headers={"X-CSRFToken": token}).get_json()

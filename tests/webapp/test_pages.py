@@ -7,11 +7,12 @@ and Redis. Each test names the state it covers and fails on the pages as they we
 from __future__ import annotations
 
 import pytest
-import webapp_media
+
+import testmedia
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
+CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_webcam_on_a_test_pattern_says_no_face(playwright, live_server, mode):
 
 def test_webcam_headline_and_box_show_the_same_number(playwright, live_server, tmp_path):
     """A real face: the box's label and the headline are the same running mean and verdict."""
-    browser = _fake_camera_browser(playwright, webapp_media.webcam_y4m(tmp_path / "camera.y4m"))
+    browser = _fake_camera_browser(playwright, testmedia.webcam_y4m(tmp_path / "camera.y4m"))
     try:
         page = browser.new_context(permissions=["camera"]).new_page()
         page.goto(f"{live_server}/webcam/")
@@ -119,7 +120,7 @@ def _portrait_clip(path, seconds: float = 2.0):
     import av
     import numpy as np
 
-    with av.open(str(webapp_media.VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
+    with av.open(str(testmedia.VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
         stream = src.streams.video[0]
         rate = Fraction(stream.average_rate or 25)
         enc = out.add_stream("libx264", rate=rate)
@@ -208,7 +209,7 @@ def test_the_camera_line_does_not_repeat_the_make(page, live_server, tmp_path):
 
 def test_webcam_words_in_server_mode(playwright, live_server, tmp_path):
     """The fallback says why in words (no file address), and counts '1 frame', not '1 frames'."""
-    browser = _fake_camera_browser(playwright, webapp_media.webcam_y4m(tmp_path / "camera.y4m"))
+    browser = _fake_camera_browser(playwright, testmedia.webcam_y4m(tmp_path / "camera.y4m"))
     try:
         page = browser.new_context(permissions=["camera"]).new_page()
         page.route("**/static/vendor/ort/**", lambda route: route.abort())
@@ -267,7 +268,7 @@ def test_quiz_pairs_look_alike_and_the_answer_stays_readable(page, service_app, 
 
     from PIL import Image
 
-    faces = Path(webapp_media.SHARED) / "faces"
+    faces = testmedia.SHARED / "faces"
     runner = service_app.test_cli_runner()
     for name in ("dfdc", "stargan"):  # 224 px and 128 px crops in one pool
         assert runner.invoke(args=["quiz", "import", str(faces / name), "--limit", "3"]).exit_code == 0

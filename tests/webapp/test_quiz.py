@@ -4,9 +4,10 @@ from pathlib import Path
 
 from conftest import csrf_token
 
+import testmedia
 from webapp.quiz.pool import forget_pool
 
-SHARED_FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces" / "dfdc"
+SHARED_FACES = testmedia.SHARED / "faces" / "dfdc"
 
 
 def test_empty_pool_explains_how_to_fill_it(client):

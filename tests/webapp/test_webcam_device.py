@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
-import webapp_media
 from PIL import Image
 
+import testmedia
 from detector.classifier import Predictor
 from detector.config import REPO_ROOT
 from detector.faces import create_detector, crop_face, mask_frame
@@ -31,10 +31,10 @@ from detector.training.parity import TOLERANCE
 from webapp import create_app
 from webapp.errors import CSP
 
-SHARED = REPO_ROOT.parent / "shared" / "data"
-VIDEO = webapp_media.VIDEO
+SHARED = testmedia.SHARED
+VIDEO = testmedia.VIDEO
 VENDOR = REPO_ROOT / "static" / "vendor"
-CHROMIUM, FLAGS = webapp_media.CHROMIUM, webapp_media.CHROMIUM_FLAGS
+CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 # Scores on the same crop may differ this much between the browser and the Python predictor (the
 # crops are bit-identical; a crop off by one grey level in places moves a score by about 0.015).
 # INT8 kernels round differently from one runtime or optimisation level to another: native ONNX
@@ -94,7 +94,7 @@ def device_server(tmp_path_factory, vendored) -> Iterator[SimpleNamespace]:
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory) -> list[str]:
     """Chromium flags for a fake camera playing a few frames of a real face video."""
-    y4m = webapp_media.video_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m")
+    y4m = testmedia.video_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m")
     return [
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",

@@ -1,11 +1,15 @@
-"""Test media made from the shared data's real files: a photo, a short clip, a webcam .y4m.
+"""Media made from the shared data's real files: a photo, a short clip, a webcam .y4m.
 
-Nothing third-party is committed; every file is generated per test session.
+The tests (``tests/webapp``), ``make faults``, ``make load`` and ``make screenshots`` all make
+their media here, from ``../shared/data`` (or ``UNMASK_SHARED_DATA``). Nothing third-party is
+committed; every file is generated when it is needed. Nothing in ``detector``, ``webapp`` or
+``worker`` imports this (an import-linter contract in pyproject.toml says so).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import struct
 import zlib
@@ -17,7 +21,10 @@ import av
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from detector.config import REPO_ROOT
+
+# The shared data beside the project (faces/, videos/), read-only.
+SHARED = Path(os.environ.get("UNMASK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 FACE = SHARED / "faces" / "dfdc" / "real" / "aabqyygbaa.jpg"
 # Debian's Chromium (never `playwright install`) and the flags every browser test launches it with.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
