@@ -40,9 +40,11 @@ vendor:
 scan: setup
 	$(PY) -m detector scan $(ARGS)
 
+# lint-imports checks the contracts in pyproject.toml: webapp -> worker -> jobstore -> detector, no cycles.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format .
