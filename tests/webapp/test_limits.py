@@ -15,6 +15,7 @@ from conftest import csrf_token
 
 import webapp.limits
 from webapp import create_app
+from webapp.config import DEFAULTS
 from webapp.storage import ANALYSIS_ENDPOINTS, STORING_ENDPOINTS
 
 LIMITS_DB = 12
@@ -131,8 +132,6 @@ def test_limits_off_by_zero_touch_nothing(limited):
 
 
 def test_defaults_are_generous():
-    from webapp.config import DEFAULTS
-
     assert DEFAULTS["MAX_QUEUE"] >= 50
     assert DEFAULTS["RATE_LIMIT_UPLOADS"] >= 10
     assert DEFAULTS["RATE_LIMIT_WEBCAM"] >= 4 * DEFAULTS["RATE_LIMIT_WINDOW"]  # the page sends 4 a second

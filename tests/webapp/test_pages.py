@@ -6,9 +6,18 @@ and Redis. Each test names the state it covers and fails on the pages as they we
 
 from __future__ import annotations
 
+import io
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
 import pytest
+from PIL import Image
 
 import testmedia
+from jobstore import Job, JobStore, new_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -115,11 +124,6 @@ def test_webcam_headline_and_box_show_the_same_number(playwright, live_server, t
 
 def _portrait_clip(path, seconds: float = 2.0):
     """A 720x1280 (portrait) H.264 clip: the shared face clip placed on a tall canvas."""
-    from fractions import Fraction
-
-    import av
-    import numpy as np
-
     with av.open(str(testmedia.VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
         stream = src.streams.video[0]
         rate = Fraction(stream.average_rate or 25)
@@ -196,8 +200,6 @@ def test_small_files_are_sized_in_kilobytes(page, live_server, webmedia):
 
 
 def test_the_camera_line_does_not_repeat_the_make(page, live_server, tmp_path):
-    from PIL import Image
-
     photo = tmp_path / "canon.jpg"
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D"  # Make, Model as Canon writes them
@@ -262,12 +264,6 @@ def test_api_clients_get_an_api_answer_and_browser_forms_keep_theirs(page, live_
 def test_quiz_pairs_look_alike_and_the_answer_stays_readable(page, service_app, service_env, live_server):
     """Both faces of a round: one data set, one crop, size and JPEG quality. After answering,
     the cards (disabled buttons) and their scores keep full opacity."""
-    import io
-    import json
-    from pathlib import Path
-
-    from PIL import Image
-
     faces = testmedia.SHARED / "faces"
     runner = service_app.test_cli_runner()
     for name in ("dfdc", "stargan"):  # 224 px and 128 px crops in one pool
@@ -301,8 +297,6 @@ def test_quiz_pairs_look_alike_and_the_answer_stays_readable(page, service_app, 
 
 @pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
 def test_avif_and_heic_photos_are_analysed(page, live_server, webmedia, tmp_path, fmt):
-    from PIL import Image
-
     photo = tmp_path / ("face.avif" if fmt == "AVIF" else "IMG_0001.HEIC")
     Image.open(webmedia.photo).save(photo, format=fmt, quality=90)
     page.goto(f"{live_server}/")
@@ -347,8 +341,6 @@ def test_small_things_one_picker_a_favicon_spaced_webcam_button_and_a_heatmap_le
 
 def test_an_uncertain_verdict_has_its_own_colour_and_words(page, service_env, live_server):
     """The third verdict (two thresholds on the card): amber, and "the model cannot tell"."""
-    from jobstore import Job, JobStore, new_id
-
     store = JobStore(service_env["UNMASK_DATA_DIR"])
     job = Job(id=new_id(), source="upload", filename="portrait.jpg", kind="image")
     store.create(job)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from conftest import csrf_token
+from PIL import Image
 
 import testmedia
-from webapp.quiz.pool import forget_pool
+import webapp.quiz.views as views
+from webapp import create_app
+from webapp.quiz.pool import QUIZ_SIDE, forget_pool, quiz_picture, scan_pool
 
 SHARED_FACES = testmedia.SHARED / "faces" / "dfdc"
 
@@ -30,12 +34,6 @@ def test_import_command_fills_the_pool_with_anonymous_names(app, runner):
 
 def test_a_round_pairs_one_data_set_through_one_crop_size_and_quality(tmp_path):
     """The look of a picture (its source's size, crop, compression) must not give the answer."""
-    import random
-
-    from PIL import Image
-
-    from webapp.quiz.pool import QUIZ_SIDE, quiz_picture, scan_pool
-
     faces = SHARED_FACES.parent
     pool = scan_pool(faces)
     rng = random.Random(1)
@@ -52,7 +50,6 @@ def test_a_round_pairs_one_data_set_through_one_crop_size_and_quality(tmp_path):
 def test_a_round_hides_the_answer_and_scores_player_and_model(app, client, runner, queued, monkeypatch):
     runner.invoke(args=["quiz", "import", str(SHARED_FACES), "--limit", "2"])
     forget_pool()
-    import webapp.quiz.views as views
 
     monkeypatch.setattr(views, "_model_scores", lambda task_id: {"a": 0.2, "b": 0.9})
     token = csrf_token(client)
@@ -81,8 +78,6 @@ def test_a_round_hides_the_answer_and_scores_player_and_model(app, client, runne
 
 
 def test_shared_data_layout_works_as_a_pool_directly(tmp_path):
-    from webapp import create_app
-
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "QUIZ_DIR": str(SHARED_FACES)})
     page = app.test_client().get("/quiz/")
     assert b'id="quiz"' in page.data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import webapp.api.views as views
 from jobstore import Job, JobStore, new_id, valid_id
 from webapp import create_app
 
@@ -111,8 +112,6 @@ def test_cookies_are_httponly_samesite_and_secure_outside_debug(tmp_path):
 
 
 def test_errors_show_no_traceback_or_path(client, app, monkeypatch):
-    import webapp.api.views as views
-
     def boom(*a, **k):
         raise RuntimeError(f"secret failure in {app.config['DATA_DIR']}/x.py")
 

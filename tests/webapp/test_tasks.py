@@ -6,7 +6,11 @@ import shutil
 
 import av
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
 
+import worker.tasks
+from detector.errors import ModelNotFound
 from jobstore import Job, JobStore, new_id
 
 
@@ -42,8 +46,6 @@ def test_photo_job_writes_result_annotation_and_evidence(app, in_process, webmed
     ids=["camera-exif", "stripped"],
 )
 def test_job_result_carries_provenance(app, client, in_process, webmedia, tmp_path, exif, label, words):
-    from PIL import Image
-
     photo = tmp_path / "photo.jpg"
     with Image.open(webmedia.photo) as image:
         tags = Image.Exif()
@@ -167,8 +169,6 @@ def test_cleanup_task_applies_retention(app, in_process):
 
 
 def test_soft_time_limit_fails_the_job_with_the_limit(app, in_process, web_analyzer, webmedia, monkeypatch):
-    from celery.exceptions import SoftTimeLimitExceeded
-
     def slow(*a, **k):
         raise SoftTimeLimitExceeded()
 
@@ -181,9 +181,6 @@ def test_soft_time_limit_fails_the_job_with_the_limit(app, in_process, web_analy
 
 
 def test_missing_model_is_reported_without_server_paths(app, in_process, webmedia, monkeypatch):
-    import worker.tasks
-    from detector.errors import ModelNotFound
-
     def missing():
         raise ModelNotFound("Model card not found: /srv/secret/models/card.json")
 

@@ -4,9 +4,12 @@ import io
 import json
 
 import pytest
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from conftest import NO_LIMITS, csrf_token
 
+import webapp.analyze.views as views
 from jobstore import Job, JobStore, new_id
+from webapp import create_app
 
 
 @pytest.mark.parametrize("path", ["/", "/link", "/webcam/", "/quiz/"])
@@ -115,8 +118,6 @@ def test_api_needs_exactly_one_input(client, queued):
 
 
 def test_api_key_stands_in_for_csrf(tmp_path, monkeypatch, webmedia):
-    from webapp import create_app
-
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "API_KEYS": "k1,k2", **NO_LIMITS})
     sent = []
     task = app.extensions["celery"].tasks["worker.tasks.analyze_job"]
@@ -155,8 +156,6 @@ def test_api_without_credentials_gets_an_api_answer(client, queued):
 def test_queue_down_gives_503_and_no_orphan_job(tmp_path, webmedia, max_queue):
     """With a queue limit the upload first asks Redis how long the queue is: Redis being down
     must still reach the plain "queue unavailable" answer, not an error of the limit check."""
-    from webapp import create_app
-
     config = {"TESTING": True, "DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
     app = create_app({**config, "MAX_QUEUE": max_queue})
     client = app.test_client()
@@ -211,8 +210,6 @@ def test_failed_job_says_what_failed(app, client):
 
 
 def test_errors_never_show_tracebacks(app, client, monkeypatch):
-    import webapp.analyze.views as views
-
     def boom(*a, **k):
         raise RuntimeError("secret internals")
 
@@ -234,8 +231,6 @@ def test_errors_never_show_tracebacks(app, client, monkeypatch):
     ],
 )
 def test_celery_states_map_to_job_states(app, client, monkeypatch, state, info, expected):
-    from billiard.exceptions import TimeLimitExceeded, WorkerLostError
-
     errors = {"TimeLimitExceeded": TimeLimitExceeded(900), "WorkerLostError": WorkerLostError("gone")}
     store = JobStore(app.config["DATA_DIR"])
     job = Job(id=new_id(), source="upload")

@@ -22,14 +22,16 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from werkzeug.serving import make_server
 
 import testmedia
 from detector.classifier import Predictor
-from detector.config import REPO_ROOT
+from detector.config import REPO_ROOT, get_settings
 from detector.faces import create_detector, crop_face, mask_frame
 from detector.training.parity import TOLERANCE
 from webapp import create_app
 from webapp.errors import CSP
+from worker.live import LIVE_MIN_CONFIDENCE
 
 SHARED = testmedia.SHARED
 VIDEO = testmedia.VIDEO
@@ -72,8 +74,6 @@ def vendored() -> Path:
 @pytest.fixture(scope="module")
 def device_server(tmp_path_factory, vendored) -> Iterator[SimpleNamespace]:
     """The real app over HTTP with a request log; no Redis or worker (on-device runs need none)."""
-    from werkzeug.serving import make_server
-
     app = create_app(
         {
             "TESTING": True,
@@ -165,8 +165,6 @@ def test_the_model_route_serves_the_card_and_the_onnx_file_read_only(client, rep
     assert "training" not in fields and "commands" not in fields  # preprocessing only, no notes
     assert fields["calibration"]["method"] in ("none", "temperature", "platt")  # the served P(fake)
     # the server's detection rules, so the browser keeps and judges the same faces
-    from detector.config import get_settings
-    from worker.live import LIVE_MIN_CONFIDENCE
 
     rules = fields["detection"]
     assert rules["min_face_size"] == get_settings().min_face_size
