@@ -23,6 +23,7 @@ from .classifier import Predictor
 from .config import Settings, get_settings
 from .faces import Face, FaceDetector, create_detector, crop_face
 from .media import detect_type, load_image
+from .provenance import read_provenance
 from .results import (
     AnalysisResult,
     FaceResult,
@@ -152,8 +153,6 @@ class Analyzer:
 
     def provenance(self, path: str | Path) -> dict:
         """Content credentials and metadata of the file, as a JSON-ready dict (never raises)."""
-        from .provenance import read_provenance
-
         anchors = self.settings.c2pa_trust_anchors
         pem = anchors.read_text() if anchors and anchors.exists() else None
         return read_provenance(path, trust_anchors=pem).to_json()

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .config import get_settings
 from .errors import UnmaskError
 from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, sniff
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from .analyze import Analyzer
+    from .analyze import Analyzer  # OpenCV, PyAV, ONNX Runtime: not for --help or a usage error
 
     try:
         settings = get_settings()
@@ -150,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bar = None
     if sys.stderr.isatty() and len(files) > 1:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(files), unit="file", file=sys.stderr)
     failed = 0
     if not args.json:

@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import av
+from PIL import Image, IptcImagePlugin
+
 from .media import sniff
 
 ValidationState = Literal["valid", "untrusted", "invalid", "unreadable"]
@@ -358,8 +361,6 @@ _XMP_FIELDS = ("CreatorTool", "DigitalSourceType", "softwareAgent", "Make", "Mod
 
 def _read_image_metadata(path: Path, notes: list[str], hints: list[str]) -> ImageMetadata | None:
     """Header-only read with PIL: ``Image.open`` parses markers and chunks, not pixel data."""
-    from PIL import Image, IptcImagePlugin
-
     meta = ImageMetadata()
     try:
         with warnings.catch_warnings():
@@ -482,8 +483,6 @@ def _read_video_metadata(path: Path, notes: list[str], hints: list[str]) -> Vide
     """Tags from the container header; ``av.open`` probes streams but decodes no frame."""
     meta = VideoMetadata()
     try:
-        import av
-
         with av.open(str(path)) as container:
             meta.container = container.format.name
             tags = {str(k): str(v) for k, v in (container.metadata or {}).items()}

@@ -1,7 +1,7 @@
 """Write a corpus of hostile media into a folder (never commit it), and optionally run it.
 
-    python scripts/make_hostile_corpus.py /tmp/hostile           # write the files
-    python scripts/make_hostile_corpus.py /tmp/hostile --check   # and analyse each one
+    python -m scripts.make_hostile_corpus /tmp/hostile           # write the files
+    python -m scripts.make_hostile_corpus /tmp/hostile --check   # and analyse each one
 
 Every file must end as a clear error (a failed job), never a crash or a runaway: truncated and
 corrupted JPEG / PNG / MP4 / WebM, a zip and an HTML page named ``.mp4``, a decompression bomb
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import resource
 import struct
 import sys
 import zipfile
@@ -26,6 +27,9 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+
+from detector.analyze import Analyzer
+from detector.errors import UnmaskError
 
 
 def _frames(count: int, width: int, height: int):
@@ -143,12 +147,6 @@ def make_corpus(folder: Path) -> list[Path]:
 
 def check(paths: list[Path]) -> int:
     """Analyse each file in this process; print the outcome and the peak memory so far."""
-    import resource
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from detector.analyze import Analyzer
-    from detector.errors import UnmaskError
-
     analyzer = Analyzer()
     bad = 0
     print(f"{'file':28} {'bytes':>9}  {'peak MB':>7}  outcome")

@@ -8,7 +8,6 @@ real ``celery worker`` process (slow).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import shutil
@@ -16,8 +15,8 @@ import shutil
 import pytest
 from conftest import csrf_token, wait_for_job
 
-from detector.config import REPO_ROOT
 from jobstore import Job, JobStore, new_id
+from scripts.make_hostile_corpus import make_corpus
 
 # file -> the error codes it may end with (no_face: the frames decode but hold no face)
 EXPECTED = {
@@ -41,19 +40,10 @@ EXPECTED = {
 _PATH = re.compile(r"(?:^|[\s'\"(=:])(/[A-Za-z_.]|[A-Za-z]:\\)")  # an absolute path in a message
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "make_hostile_corpus", REPO_ROOT / "scripts" / "make_hostile_corpus.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("hostile")
-    return {path.name: path for path in _load_script().make_corpus(folder)}
+    return {path.name: path for path in make_corpus(folder)}
 
 
 def test_the_corpus_has_every_case(corpus):
