@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from detector.config import Settings
-from detector.errors import UnmaskError
+from detector.errors import CorruptMedia, UnmaskError, UnsupportedMedia
 from detector.media import detect_type, load_image
 from detector.video import probe_video
 
@@ -121,8 +121,6 @@ def test_arbitrary_bytes_never_crash_the_probes(tmp_path_factory, data):
 
 def test_unknown_codec_is_unsupported_not_a_crash(tmp_path):
     """Found by this fuzzer: a track whose codec FFmpeg does not know has no codec context."""
-    from detector.errors import UnsupportedMedia
-
     data = SEEDS["mp4"]
     tag = data.index(b"avc1", data.index(b"stsd"))
     path = tmp_path / "unknown-codec.mp4"
@@ -133,8 +131,6 @@ def test_unknown_codec_is_unsupported_not_a_crash(tmp_path):
 
 def test_unseekable_index_is_corrupt_not_a_crash(tmp_path):
     """Found by this fuzzer: without ``mvhd`` the packets are counted, then the seek back fails."""
-    from detector.errors import CorruptMedia
-
     path = tmp_path / "no-mvhd.mp4"
     path.write_bytes(SEEDS["mp4"].replace(b"mvhd", b"\x00vhd", 1))
     with pytest.raises(CorruptMedia, match="cannot be read"):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from detector.config import Settings
 from detector.errors import CorruptMedia, MediaTooLarge, UnsupportedMedia
-from detector.media import detect_type, load_image
+from detector.media import detect_type, error_reason, load_image
 
 SETTINGS = Settings()
 MARK = (255, 0, 0)
@@ -206,8 +206,6 @@ def test_bytes_starting_bm_without_a_bmp_header_are_unsupported(tmp_path):
 
 
 def test_decoder_messages_lose_their_paths():
-    from detector.media import error_reason
-
     assert (
         error_reason(OSError("cannot identify image file '/srv/jobs/x/in.png'"))
         == "cannot identify image file"

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from detector.provenance import IPTC_SOURCE_TYPE_PREFIX, read_provenance
 
@@ -322,8 +322,6 @@ def test_ordinary_software_names_no_generator(tmp_path: Path) -> None:
 
 
 def test_png_with_a1111_parameters_chunk_is_a_strong_hint(tmp_path: Path) -> None:
-    from PIL import PngImagePlugin
-
     text = PngImagePlugin.PngInfo()
     text.add_text("parameters", "a portrait photo\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
     path = tmp_path / "a1111.png"
@@ -338,8 +336,6 @@ def test_png_with_a1111_parameters_chunk_is_a_strong_hint(tmp_path: Path) -> Non
 
 
 def test_png_software_chunk_names_a_generator(tmp_path: Path) -> None:
-    from PIL import PngImagePlugin
-
     text = PngImagePlugin.PngInfo()
     text.add_itxt("Software", "DALL·E 3 by OpenAI")  # iTXt: UTF-8, unlike EXIF ASCII
     path = tmp_path / "dalle.png"
@@ -351,8 +347,6 @@ def test_png_software_chunk_names_a_generator(tmp_path: Path) -> None:
 
 
 def test_png_with_comfyui_workflow_chunks(tmp_path: Path) -> None:
-    from PIL import PngImagePlugin
-
     text = PngImagePlugin.PngInfo()
     text.add_text("prompt", json.dumps({"3": {"class_type": "KSampler"}}))
     text.add_text("workflow", json.dumps({"nodes": []}))

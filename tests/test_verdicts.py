@@ -12,9 +12,11 @@ import shutil
 import numpy as np
 import pytest
 
-from detector.annotate import AMBER, GREEN, RED, Label, draw_labels
+from detector.analyze import Analyzer
+from detector.annotate import AMBER, GREEN, RED, Label, _style, draw_labels
 from detector.calibration import (
     Calibration,
+    choose_calibration,
     expected_calibration_error,
     fit_calibration,
     fit_platt,
@@ -149,8 +151,6 @@ def test_platt_fit_recovers_temperature_and_bias_and_is_chosen_when_the_bias_hel
 
 
 def test_choose_calibration_keeps_a_scale_only_when_it_holds_on_left_out_sources():
-    from detector.calibration import choose_calibration
-
     parts = [_calibrated_data(2.0, 0.0, 10000, seed) for seed in range(3)]
     logits = np.concatenate([z for z, _ in parts])
     labels = np.concatenate([y for _, y in parts])
@@ -303,8 +303,6 @@ def test_thresholds_come_from_the_card_or_the_environment(model_dir):
 
 
 def test_analyzer_takes_the_settings_thresholds_over_the_cards(analyzer, settings, face_image):
-    from detector.analyze import Analyzer
-
     assert analyzer.thresholds == Thresholds.from_card(analyzer.predictor.card)
     everything_uncertain = Analyzer(
         settings.with_overrides(thresholds=Thresholds(0.0, 1.0)), predictor=analyzer.predictor
@@ -322,8 +320,6 @@ def test_analyzer_takes_the_settings_thresholds_over_the_cards(analyzer, setting
     ("p", "colour", "word"), [(0.9, RED, "FAKE"), (0.5, AMBER, "UNSURE"), (0.1, GREEN, "REAL")]
 )
 def test_boxes_have_a_third_colour_for_uncertain(p, colour, word):
-    from detector.annotate import _style
-
     box = (60, 50, 100, 90)
     image = np.full((240, 320, 3), 30, dtype=np.uint8)
     label = Label(box, p, T)
