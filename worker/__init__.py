@@ -6,7 +6,8 @@ context, so tasks read the same configuration as the views. Start a worker with
 
     celery -A celery_app worker -Q analysis,realtime
 
-Importing this package is cheap: the detection library loads in the worker, on first use.
+``celery_app.py`` (at the top of the project) is that entry module. Importing this package loads
+no model: each worker process makes its ``Analyzer`` on first use (``worker/analysis.py``).
 """
 
 from __future__ import annotations
