@@ -84,6 +84,7 @@ prepare: setup
 # from ImageNet. (0.1.0's own recipe was: --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
 # --sampling frames --pairs 0, on six sources.)
 WEIGHTS := models/weights/lite0-student.pt
+VERSION ?= 0.4.0
 FROM ?= committed
 TRAIN_MINUTES ?= 60
 train: setup
@@ -124,7 +125,7 @@ release: setup
 		--step-finetune 10 --level-finetune 1500 --importance-batches 2 --no-start --no-videos
 	$(PY) -m detector.training.prune .cache/release/p64/model.pt --base $(WEIGHTS) --out .cache/release-long \
 		--control-steps 800 --weight-bits 7 --no-start --no-videos
-	$(PY) -m detector.training.release .cache/release-long/control/int8 --install
+	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # Issue 3's ablations at one budget (SBI on/off, distillation alpha sweep against the student
 # alone, leave-one-source-out), each run exported and evaluated as served: .cache/ablation.

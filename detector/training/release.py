@@ -9,7 +9,8 @@ split as served (INT8, this CPU's exact path); per source, a bootstrap over the 
 95 % interval, and half its width is the source's noise. The gate refuses when any source's AUC
 falls by more than its noise. The shared clips are reported by
 ``evaluate``, never used to choose. With ``--install`` an accepted candidate is evaluated on the
-test split (report, thresholds, calibration, parity) and copied over the shipped folder.
+test split (report, thresholds, calibration, parity) and copied over the shipped folder, the
+model it replaces kept beside it under its version.
 """
 
 from __future__ import annotations
@@ -90,16 +91,49 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
     }
 
 
-def install(candidate: Path, shipped: Path, cache: Path) -> None:
-    """Evaluate the accepted candidate as shipped models are, then put it in the shipped folder."""
+def install(candidate: Path, shipped: Path, cache: Path, version: str, gate_result: dict) -> Path:
+    """Evaluate the accepted candidate as shipped models are, keep the shipped model beside it
+    (``<shipped>-<its version>``), then put the candidate in the shipped folder."""
     from . import evaluate as evaluate_mod
     from . import parity
 
+    card_path = candidate / "card.json"
+    card = json.loads(card_path.read_text())
+    card["version"] = version
+    card["release_gate"] = {k: gate_result[k] for k in ("split", "rule", "sources", "accepted")}
+    card.setdefault("commands", {})["release"] = (
+        f"python -m detector.training.release {candidate} --install --version {version}"
+    )
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
     evaluate_mod.main(["--model", str(candidate), "--cache", str(cache), "--choose-thresholds"])
     parity.main([str(candidate)])
+    old_version = json.loads((shipped / "card.json").read_text())["version"]
+    kept = shipped.with_name(f"{shipped.name}-{old_version}")
+    if not kept.exists():
+        shutil.copytree(shipped, kept)
+    for path in shipped.iterdir():  # what the candidate does not have must not linger
+        if path.is_file() and not (candidate / path.name).exists():
+            path.unlink()
     for path in candidate.iterdir():
-        if path.is_file():
+        if path.is_file() and path.name != "release_gate.json":
             shutil.copy(path, shipped / path.name)
+    # the figures were measured on the candidate's folder; rerunning them reads the shipped one
+    for name in ("card.json", "report.json"):
+        text = (shipped / name).read_text()
+        (shipped / name).write_text(
+            text.replace(f"--model {candidate} ", f"--model {shipped_arg(shipped)} ").replace(
+                f"parity {candidate}", f"parity {shipped_arg(shipped)}"
+            )
+        )
+    return kept
+
+
+def shipped_arg(folder: Path) -> str:
+    """A model folder as the commands in a card name it: relative to the repository if inside."""
+    try:
+        return str(folder.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shipped", type=Path, default=SHIPPED)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--install", action="store_true", help="evaluate and copy an accepted candidate")
+    ap.add_argument("--version", default="", help="the installed model's version (needed with --install)")
     args = ap.parse_args(argv)
+    if args.install and not args.version:
+        ap.error("--install needs --version")
     result = gate(args.candidate, args.shipped, args.cache)
     print(f"{'source':<12}{'shipped':>9}{'candidate':>11}{'noise':>9}")
     for source, row in result["sources"].items():
@@ -120,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"accepted against {args.shipped}")
     if args.install:
-        install(args.candidate, args.shipped, args.cache)
+        kept = install(args.candidate, args.shipped, args.cache, args.version, result)
+        print(f"installed {args.version} in {args.shipped}; the previous model kept in {kept}")
     return 0
 
 
