@@ -94,6 +94,9 @@ class Analyzer:
         self.predictor = predictor
         # the verdict's thresholds: UNMASK_THRESHOLDS / --thresholds, else the model card's
         self.thresholds: Thresholds = self.settings.thresholds or Thresholds.from_card(predictor.card)
+        # the card measured the decided share at its own thresholds only
+        measured = predictor.card.extra.get("metrics", {}).get("verdicts", {}).get("decided")
+        self.decided_share: float | None = None if self.settings.thresholds else measured
         if detector is None or isinstance(detector, str):
             detector = create_detector(
                 detector or self.settings.face_detector, self.settings.min_detection_confidence
@@ -178,6 +181,7 @@ class Analyzer:
             threshold=self.threshold,
             thresholds=self.thresholds,
             model=self.predictor.card.version,
+            model_decided=self.decided_share,
         )
         if scored:
             result.fake_probability = max(scored)
@@ -235,6 +239,7 @@ class Analyzer:
             threshold=self.threshold,
             thresholds=self.thresholds,
             model=self.predictor.card.version,
+            model_decided=self.decided_share,
         )
         judged = [t for t in tracks if t.fake_probability is not None]
         if judged:

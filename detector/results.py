@@ -204,6 +204,9 @@ class AnalysisResult:
     error_code: str | None = None
     message: str | None = None  # plain words for a user, e.g. why no face was scored
     model: str | None = None
+    # the share of its test faces the model decides (real or fake) at these thresholds, from its
+    # card: how often "uncertain" is to be expected; None under other thresholds
+    model_decided: float | None = None
     seconds: float | None = None
     # What the file says about itself (C2PA, EXIF, container tags): beside the score, never in it.
     provenance: dict | None = None
@@ -227,7 +230,16 @@ class AnalysisResult:
             ]
             out["duration"] = None if self.duration is None else round(self.duration, 3)
             out["fps"] = None if self.fps is None else round(self.fps, 3)
-        for key in ("threshold", "width", "height", "annotated_path", "message", "model", "seconds"):
+        for key in (
+            "threshold",
+            "width",
+            "height",
+            "annotated_path",
+            "message",
+            "model",
+            "model_decided",
+            "seconds",
+        ):
             value = getattr(self, key)
             if value is not None:
                 digits = 4 if key == "threshold" else 3  # as precise as the thresholds

@@ -80,6 +80,9 @@ def test_photo_with_one_face(analyzer, photo, face_image):
     out = _check_contract(result)
     assert (out["width"], out["height"]) == (200, 200)
     assert out["model"] == analyzer.predictor.card.version
+    # how often the model decides at these thresholds, from its card, so "uncertain" can be weighed
+    assert out["model_decided"] == round(analyzer.predictor.card.extra["metrics"]["verdicts"]["decided"], 3)
+    assert 0 < out["model_decided"] < 1
 
 
 def test_photo_score_is_its_most_suspicious_face(analyzer, photo, face_image, media):

@@ -310,6 +310,8 @@ def test_analyzer_takes_the_settings_thresholds_over_the_cards(analyzer, setting
     image = face_image(0)
     faces = everything_uncertain.score_faces(image, everything_uncertain.detector.detect(image))
     assert faces and all(f.verdict == "uncertain" for f in faces)
+    # the card's decided share was measured at the card's thresholds, not these: not reported
+    assert analyzer.decided_share is not None and everything_uncertain.decided_share is None
     everything_uncertain.detector.close()
 
 

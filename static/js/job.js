@@ -214,6 +214,9 @@
       : "threshold " + Unmask.percent(t.fake);
     if (result.kind === "video") summary += "; " + plural(result.frames_analyzed || 0, "frame") + " sampled";
     if (result.model) summary += "; model " + result.model;
+    if (typeof result.model_decided === "number") {
+      summary += " (it decides on " + Unmask.percent(result.model_decided) + " of its test faces and says uncertain on the rest)";
+    }
     $("summary").textContent = summary;
     showMedia(result);
     showFaces(result);

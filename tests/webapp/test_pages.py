@@ -358,6 +358,8 @@ def test_an_uncertain_verdict_has_its_own_colour_and_words(page, service_env, li
             "evidence": [{**face, "verdict": "uncertain", "crop": None, "heatmap": None}],
             "width": 200,
             "height": 200,
+            "model": "0.3.1",
+            "model_decided": 0.134,
         },
     )
     page.goto(f"{live_server}/jobs/{job.id}")
@@ -368,5 +370,7 @@ def test_an_uncertain_verdict_has_its_own_colour_and_words(page, service_env, li
     amber = page.evaluate("getComputedStyle(document.querySelector('#verdict')).color")
     assert amber == "rgb(183, 121, 31)", amber  # --uncertain, neither the real nor the fake colour
     assert "uncertain between" in page.text_content("#summary")
+    # how often the model decides at all, from its card: an "uncertain" weighed, not hidden
+    assert "decides on 13% of its test faces" in page.text_content("#summary").replace(" %", "%")
     assert "the model cannot tell from this face" in page.text_content("#faces figcaption")
     assert page.get_attribute("#faces figure", "data-verdict") == "uncertain"
