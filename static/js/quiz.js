@@ -59,7 +59,9 @@
     ["a", "b"].forEach((s) => {
       $("pick-" + s).className = "pick " + (s === r.real ? "is-real" : "is-fake");
       const p = r.scores[s];
-      $("score-" + s).textContent = (s === r.real ? "REAL" : "FAKE") + (p === null ? "" : " · model: " + Math.round(p * 100) + "% fake");
+      const v = (r.verdicts || {})[s]; // the library's rule: real, uncertain or fake
+      const said = v === "uncertain" ? ", cannot tell" : v ? ", says " + v : "";
+      $("score-" + s).textContent = (s === r.real ? "REAL" : "FAKE") + (p === null ? "" : " · model: " + Math.round(p * 100) + "% fake" + said);
     });
     let text = r.correct ? "Right! " : "Not quite. ";
     if (r.model_correct === true) text += "The model got it right too.";

@@ -109,3 +109,5 @@ def test_quiz_answer_carries_the_models_scores(service_app, live):
     ).get_json()
     assert answer["scores"]["a"] is not None and answer["scores"]["b"] is not None
     assert answer["model_pick"] in ("a", "b")
+    # and what the model would say of each picture alone, by the library's rule
+    assert set(answer["verdicts"].values()) <= {"real", "uncertain", "fake"}

@@ -51,7 +51,9 @@ def test_a_round_hides_the_answer_and_scores_player_and_model(app, client, runne
     runner.invoke(args=["quiz", "import", str(SHARED_FACES), "--limit", "2"])
     forget_pool()
 
-    monkeypatch.setattr(views, "_model_scores", lambda task_id: {"a": 0.2, "b": 0.9})
+    monkeypatch.setattr(
+        views, "_model_scores", lambda task_id: ({"a": 0.2, "b": 0.9}, {"a": "real", "b": "fake"})
+    )
     token = csrf_token(client)
     round_ = client.post("/quiz/round", headers={"X-CSRFToken": token}).get_json()
     assert queued and queued[-1][0] == "score_images"

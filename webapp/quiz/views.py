@@ -116,7 +116,7 @@ def answer():
     if record is None:
         return error_response(404, "no_round", "that round is over or unknown; start a new one")
     (_rounds() / f"{form.round.data}.json").unlink(missing_ok=True)  # one answer per round
-    scores = _model_scores(record.get("task"))
+    scores, verdicts = _model_scores(record.get("task"))
     real = record["real"]
     correct = form.pick.data == real
     model_pick = None
@@ -132,6 +132,7 @@ def answer():
         real=real,
         pick=form.pick.data,
         scores=scores,
+        verdicts=verdicts,
         model_pick=model_pick,
         model_correct=None if model_pick is None else model_pick == real,
         score=score,
@@ -143,8 +144,10 @@ def _send_scoring(pictures: dict, timeout: float) -> str:
         return task("score_images").apply_async(args=[[pictures["a"], pictures["b"]]], expires=timeout * 4).id
 
 
-def _model_scores(task_id: str | None) -> dict:
-    empty = {"a": None, "b": None}
+def _model_scores(task_id: str | None) -> tuple[dict, dict]:
+    """Each side's fake probability and its verdict by the library's photo rule (real, uncertain
+    or fake), as the worker scored them; None for both where it has not."""
+    empty = {"a": None, "b": None}, {"a": None, "b": None}
     if not task_id:
         return empty
     pending = current_app.extensions["celery"].AsyncResult(task_id)
@@ -156,4 +159,8 @@ def _model_scores(task_id: str | None) -> dict:
         return empty
     if not isinstance(result, list) or len(result) != 2:
         return empty
-    return {"a": result[0].get("fake_probability"), "b": result[1].get("fake_probability")}
+    sides = dict(zip(("a", "b"), result, strict=True))
+    return (
+        {s: r.get("fake_probability") for s, r in sides.items()},
+        {s: r.get("verdict") for s, r in sides.items()},
+    )
