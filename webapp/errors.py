@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -34,6 +34,13 @@ def error_response(status: int, code: str, message: str) -> tuple[Response | str
     if wants_json():
         return jsonify(error={"code": code, "message": message}), status
     return render_template("error.html", status=status, message=message), status
+
+
+def refuse(status: int, code: str, message: str, retry_after: int) -> Response:
+    """An error answer that tells the client when to try again (a full disk, a busy queue)."""
+    response = make_response(*error_response(status, code, message))
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -17,9 +17,9 @@ import logging
 import time
 
 import redis
-from flask import Flask, Response, current_app, make_response, request
+from flask import Flask, current_app, request
 
-from .errors import error_response
+from .errors import refuse
 from .storage import ANALYSIS_ENDPOINTS, STORING_ENDPOINTS
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,6 @@ def hit(name: str, client: str, limit: int, window: int) -> int:
     return max(1, int((slot + 1) * window - now) + 1)
 
 
-def _refuse(status: int, code: str, message: str, retry_after: int) -> Response:
-    response = make_response(*error_response(status, code, message))
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
 def check_request():
     """``before_request``: refuse a limited POST over its client's rate or a full queue."""
     if request.method != "POST" or request.endpoint not in STORING_ENDPOINTS:
@@ -76,7 +70,7 @@ def check_request():
             wait = hit(name.rsplit("_", 1)[-1].lower(), request.remote_addr or "unknown", limit, window)
             if wait:
                 log.info("rate limit %s: %s over %d per %d s", name, request.remote_addr, limit, window)
-                return _refuse(
+                return refuse(
                     429,
                     "rate_limited",
                     f"too many requests from your address; try again in {wait} seconds",
@@ -87,7 +81,7 @@ def check_request():
             depth = queue_depth()
             if depth >= most:
                 log.warning("back-pressure: %d jobs queued (limit %d); upload refused", depth, most)
-                return _refuse(
+                return refuse(
                     503,
                     "queue_full",
                     "the server is busy with other analyses; please try again in a minute",

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, make_response, request
+from flask import Flask, Response, current_app, request
 
 from jobstore import StorageUnavailable, check_storage
 
-from .errors import error_response
+from .errors import error_response, refuse
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,8 @@ ANALYSIS_ENDPOINTS = frozenset(STORING_ENDPOINTS) - {"webcam.frame"}
 STORAGE_RETRY_AFTER = 60  # seconds a client is asked to wait when the disk is full
 
 
-def _refuse(exc: StorageUnavailable):
-    response = make_response(*error_response(503, exc.code, exc.message))
-    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
-    return response
+def _refuse(exc: StorageUnavailable) -> Response:
+    return refuse(503, exc.code, exc.message, STORAGE_RETRY_AFTER)
 
 
 def check_free_space():

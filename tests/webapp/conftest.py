@@ -277,3 +277,13 @@ def playwright():
 
     with sync_playwright() as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    """Debian's Chromium, headless, with the flags this machine needs; one per test module."""
+    browser = playwright.chromium.launch(
+        executable_path=testmedia.CHROMIUM, headless=True, args=testmedia.CHROMIUM_FLAGS
+    )
+    yield browser
+    browser.close()

@@ -15,13 +15,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 
 
-@pytest.fixture(scope="module")
-def browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-    yield browser
-    browser.close()
-
-
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
