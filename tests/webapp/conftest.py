@@ -287,3 +287,18 @@ def browser(playwright):
     )
     yield browser
     browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context and page; ``page.csp_errors`` collects the console's Content
+    Security Policy complaints, so a test can assert the page broke none."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.csp_errors = []  # type: ignore[attr-defined]
+    page.on(
+        "console",
+        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield page
+    context.close()

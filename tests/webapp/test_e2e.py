@@ -15,19 +15,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.csp_errors = []  # type: ignore[attr-defined]
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    context.close()
-
-
 def test_upload_video_shows_progress_then_a_playable_result(page, live_server, tmp_path):
     clip = testmedia.face_clip(tmp_path / "interview.mp4", seconds=6.0, width=480)
     page.goto(f"{live_server}/")

@@ -24,14 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CHROMIUM, FLAGS = testmedia.CHROMIUM, testmedia.CHROMIUM_FLAGS
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def _upload(page, live_server, path) -> None:
     """Send a file through the home page and wait on its job page until the job ends."""
     page.goto(f"{live_server}/")
