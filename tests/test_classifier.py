@@ -75,15 +75,15 @@ def test_default_settings_use_the_shipped_model_folder():
 
 
 def test_card_agrees_with_training_and_serving(model_dir):
-    from detector.training.model import ARCHS, MEAN, STD
+    from detector.training.model import ARCHS
     from detector.training.prepare import CROP_MARGIN, CROP_SIZE
 
     card = ModelCard.load(model_dir)
     arch = next(spec for spec in ARCHS.values() if spec.name == card.architecture)
     # crops are cut at CROP_SIZE for training and resized to the model's own input, never up
     assert card.input_size <= CROP_SIZE == arch.input_size
-    assert tuple(card.mean) == tuple(MEAN)
-    assert tuple(card.std) == tuple(STD)
+    assert tuple(card.mean) == tuple(arch.mean)  # the architecture's own normalisation
+    assert tuple(card.std) == tuple(arch.std)
     assert card.crop_margin == CROP_MARGIN
     assert card.face_detector == "blazeface"
     assert card.extra.get("detection_border") == DETECTION_BORDER

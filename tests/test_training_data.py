@@ -726,7 +726,7 @@ def test_background_check_tells_a_face_cue_from_a_background_cue(label_in):
 
 def test_background_dropout_keeps_the_face_ellipse_only_and_only_in_training(tiny_cache):
     from detector.training.data import CropSet, drop_background, read_manifest
-    from detector.training.model import MEAN, STD
+    from detector.training.model import ARCHS
     from detector.training.sbi import face_ellipse
 
     image = np.full((CROP_SIZE, CROP_SIZE, 3), 200, np.uint8)
@@ -739,6 +739,7 @@ def test_background_dropout_keeps_the_face_ellipse_only_and_only_in_training(tin
     import torch
 
     outside = torch.from_numpy(~inside)
-    black = torch.tensor([(0.0 - m) / sd for m, sd in zip(MEAN, STD, strict=True)]).view(3, 1)
+    spec = ARCHS["lite0"]
+    black = torch.tensor([(0.0 - m) / sd for m, sd in zip(spec.mean, spec.std, strict=True)]).view(3, 1)
     assert torch.allclose(always[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)
     assert not torch.allclose(never[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)

@@ -22,7 +22,7 @@ from ..classifier import Predictor
 from ..config import REPO_ROOT
 from ..faces import mask_frame
 from .augment import augment
-from .model import MEAN, STD
+from .model import ARCHS
 from .sbi import face_ellipse, self_blend
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "crops"
@@ -84,8 +84,10 @@ class CropSet(Dataset):
         seed: int = 0,
         frame_mask: float = 0.0,
         background_dropout: float = 0.0,
+        arch: str = "lite0",
     ):
         self.cache, self.rows, self.train, self.size = cache, rows, train, size
+        self.arch = arch
         self.sbi_rows = sbi_rows or []
         self.seed = seed
         self.frame_mask = frame_mask
@@ -124,7 +126,7 @@ class CropSet(Dataset):
         image = mask_frame(image, self.frame_mask)
         if image.shape[0] != self.size:
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        return to_tensor(image), torch.tensor([float(label)])
+        return to_tensor(image, self.arch), torch.tensor([float(label)])
 
 
 def drop_background(image: np.ndarray) -> np.ndarray:
@@ -134,10 +136,12 @@ def drop_background(image: np.ndarray) -> np.ndarray:
     return image * (face_ellipse(image.shape[:2]) > 0)[..., None].astype(image.dtype)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
+def to_tensor(image: np.ndarray, arch: str = "lite0") -> torch.Tensor:
+    """An RGB uint8 crop as the architecture's network takes it (its own normalisation)."""
+    spec = ARCHS[arch]
     x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
+    mean = torch.tensor(spec.mean).view(3, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1)
     return (x - mean) / std
 
 

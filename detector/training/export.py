@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..faces import DETECTION_BORDER
-from .model import ARCHS, MEAN, STD, LogitAndCam, load_checkpoint
+from .model import ARCHS, LogitAndCam, load_checkpoint
 from .prepare import CROP_MARGIN
 
 
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             "architecture": ARCHS[ckpt["arch"]].name,
             "file": onnx_path.name,
             "input_size": size,
-            "mean": list(MEAN),
-            "std": list(STD),
+            "mean": list(ARCHS[ckpt["arch"]].mean),
+            "std": list(ARCHS[ckpt["arch"]].std),
             "crop_margin": CROP_MARGIN,
             "frame_mask": train_args.get("frame_mask", 0.0),
             "detection_border": DETECTION_BORDER,

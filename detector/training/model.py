@@ -16,16 +16,21 @@ import torch
 from torch import nn
 
 # The Lite models were trained on (x - 127) / 128: mean and std 0.5 on a 0..1 scale.
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
+LITE_NORMALISATION = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
 class ArchSpec:
+    """Everything one architecture fixes: its name in the package, its native input size, where
+    its ImageNet weights are, and the normalisation those weights were trained with (the card
+    copies it, so serving feeds the network as training did)."""
+
     name: str
     input_size: int
     weights_package: str
     weights_class: str
+    mean: tuple[float, float, float] = LITE_NORMALISATION
+    std: tuple[float, float, float] = LITE_NORMALISATION
 
 
 ARCHS = {

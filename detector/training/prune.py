@@ -83,6 +83,7 @@ def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> 
         seed=seed,
         frame_mask=float(train_args.get("frame_mask", 0.0)),
         background_dropout=float(train_args.get("background_dropout", 0.0)),
+        arch=str(train_args.get("arch", "lite0")),
     )
     if train_args.get("sampling", "frames") == "groups":  # the nine-source student's draws
         sampler = GroupSampler(

@@ -65,10 +65,16 @@ def train(args: argparse.Namespace) -> Path:
         seed=args.seed,
         frame_mask=args.frame_mask,
         background_dropout=args.background_dropout,
+        arch=args.arch,
     )
     weights = balanced_weights(train_rows, sbi_rows, args.sbi if not args.sbi_only else 1.0)
     val_set = CropSet(
-        cache, val_rows[:: max(1, len(val_rows) // args.val_max)], False, size, frame_mask=args.frame_mask
+        cache,
+        val_rows[:: max(1, len(val_rows) // args.val_max)],
+        False,
+        size,
+        frame_mask=args.frame_mask,
+        arch=args.arch,
     )
 
     model = create_model(args.arch).to(memory_format=torch.channels_last)
