@@ -63,7 +63,8 @@ def _cv2_lut(table: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(table.T.reshape(256, 1, 3))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """P(fake) from a logit, in the logit's own precision (clipped so exp cannot overflow)."""
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
@@ -225,7 +226,7 @@ class Predictor:
     def predict(self, crops) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32)
-        return _sigmoid(self.logits(crops)).astype(np.float32)
+        return sigmoid(self.logits(crops)).astype(np.float32)
 
     def logits(self, crops, calibrated: bool = True) -> np.ndarray:
         """The calibrated fake logit per crop (``predict`` is its sigmoid); with
@@ -239,4 +240,4 @@ class Predictor:
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros((0, 1, 1), dtype=np.float32)
         logits, cams = map(self.calibration.apply, self._run(crops))
-        return _sigmoid(logits).astype(np.float32), _sigmoid(cams).astype(np.float32)
+        return sigmoid(logits).astype(np.float32), sigmoid(cams).astype(np.float32)

@@ -35,7 +35,7 @@ from ..calibration import (
     negative_log_likelihood,
     reliability,
 )
-from ..classifier import Predictor
+from ..classifier import Predictor, sigmoid
 from ..config import REPO_ROOT, Settings
 from ..results import FRAME_SHARE, Thresholds
 from .augment import jpeg
@@ -272,7 +272,7 @@ def at_scale(crops: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60, 60)))
+    return sigmoid(np.asarray(z, dtype=np.float64))
 
 
 THRESHOLD_RULE = (

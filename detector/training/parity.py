@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classifier import Predictor
+from ..classifier import Predictor, sigmoid
 from ..config import REPO_ROOT, Settings
 from ..cpu import classify, this_cpu
 from ..graph import for_serving, reference_session
@@ -39,7 +39,7 @@ def parity_crops(data: Path = DATA, per_label: int = PER_LABEL) -> tuple[list[st
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return sigmoid(np.asarray(logits, dtype=np.float64))
 
 
 def network_probabilities(predictor: Predictor, crops: np.ndarray) -> np.ndarray:
