@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -33,7 +32,7 @@ from detector.cpu import classify, this_cpu
 from detector.faces import create_detector, crop_face
 from detector.tracking import FaceFollower, FaceTracker
 from detector.video import iter_frames, probe_video
-from testmedia import SHARED
+from testmedia import SHARED, opening, write_video
 
 DEFAULT_CLIP = SHARED / "videos" / "real" / "ffpp_634.mp4"
 DEFAULT_CLIP_1080P = SHARED / "videos" / "real" / "dfdc_lynaeydofd.mp4"
@@ -328,22 +327,9 @@ def compare(clip: Path, model_dirs: list[Path], rounds: int = 16) -> dict:
 
 def upscale_to_1080p(source: Path, target: Path, seconds: float = 10.0) -> Path:
     """A 1920x1080 H.264 copy of (the first ``seconds`` of) ``source``, made with PyAV."""
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
-        stream = src.streams.video[0]
-        rate = Fraction(stream.average_rate or 25).limit_denominator(1001)
-        out = dst.add_stream("libx264", rate=rate)
-        out.width, out.height, out.pix_fmt = 1920, 1080, "yuv420p"
-        out.options = {"crf": "20", "preset": "veryfast"}
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= seconds * rate:
-                break
-            big = frame.reformat(width=1920, height=1080, format="yuv420p")
-            big.pts, big.time_base = i, 1 / rate
-            for packet in out.encode(big):
-                dst.mux(packet)
-        for packet in out.encode():
-            dst.mux(packet)
-    return target
+    rate, _, frames = opening(source, seconds)
+    options = {"crf": "20", "preset": "veryfast"}
+    return write_video(target, frames, rate.limit_denominator(1001), (1920, 1080), stream_options=options)
 
 
 # Runs in a fresh interpreter: the worker's analyzer (evidence kept, settings from UNMASK_*),

@@ -24,12 +24,12 @@ import zlib
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from detector.analyze import Analyzer
 from detector.errors import UnmaskError
+from testmedia import FAST, write_video
 
 
 def _frames(count: int, width: int, height: int):
@@ -37,28 +37,23 @@ def _frames(count: int, width: int, height: int):
     for i in range(count):
         image = np.full((height, width, 3), (i * 7) % 255, dtype=np.uint8)
         image[: height // 2] = rng.integers(0, 255, (height // 2, width, 3), dtype=np.uint8)
-        yield av.VideoFrame.from_ndarray(image, format="rgb24")
+        yield image
 
 
 def _video(
     path: Path, codec: str, fmt: str, count: int, size: tuple[int, int], rate: Fraction, metadata=None
 ) -> Path:
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast"}
-        for key, value in (metadata or {}).items():
-            stream.metadata[key] = value
-        for i, frame in enumerate(_frames(count, *size)):
-            frame.pts = i
-            frame.time_base = 1 / rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    options = FAST if codec == "libx264" else None
+    return write_video(
+        path,
+        _frames(count, *size),
+        rate,
+        size,
+        codec=codec,
+        fmt=fmt,
+        stream_options=options,
+        stream_tags=metadata,
+    )
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

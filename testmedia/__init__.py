@@ -13,9 +13,10 @@ import os
 import shutil
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -36,6 +37,8 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 VIDEO = SHARED / "videos" / "real" / "ffpp_519.mp4"
+# x264 at its fastest: test media are made often and looked at never.
+FAST = {"preset": "ultrafast"}
 
 
 def face_photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
@@ -47,28 +50,75 @@ def face_photo(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
     return path
 
 
-def face_clip(path: Path, seconds: float = 1.2, width: int = 400) -> Path:
-    """The first ``seconds`` of a real shared clip, downscaled and re-encoded as H.264."""
-    options = {"movflags": "+faststart"}  # the index first, as streaming sites serve MP4
-    with av.open(str(VIDEO)) as src, av.open(str(path), "w", format="mp4", options=options) as out:
-        stream = src.streams.video[0]
-        rate = Fraction(stream.average_rate or 25)
-        height = int(stream.height * width / stream.width) // 2 * 2
-        enc = out.add_stream("libx264", rate=rate)
-        enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
-        enc.options = {"preset": "ultrafast"}
-        enc.codec_context.time_base = 1 / rate
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= seconds * float(rate):
-                break
-            small = frame.reformat(width=width, height=height, format="yuv420p")
-            small.pts = i
-            small.time_base = 1 / rate
-            for packet in enc.encode(small):
+def write_video(
+    target: Path | BinaryIO,
+    frames: Iterable[np.ndarray | av.VideoFrame],
+    rate: Fraction | int,
+    size: tuple[int, int],
+    *,
+    codec: str = "libx264",
+    fmt: str | None = None,
+    stream_options: dict[str, str] | None = None,
+    options: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    stream_tags: dict[str, str] | None = None,
+):
+    """Encode ``frames`` (RGB arrays or decoded frames, scaled to ``size``) into ``target``.
+
+    Why one writer: the tests, the benchmarks and the hostile corpus each make clips with their
+    own codec, container and metadata, and one loop keeps the timestamps (frame ``i`` at
+    ``i / rate``) and the flush right in all of them. ``options`` are the muxer's (``movflags``),
+    ``stream_options`` the encoder's (``preset``, ``crf``); the container follows the file's
+    suffix unless ``fmt`` names it (a file object needs ``fmt``)."""
+    width, height = size
+    target_arg = str(target) if isinstance(target, Path) else target
+    with av.open(target_arg, "w", format=fmt, options=options or {}) as out:
+        out.metadata.update(tags or {})
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = stream_options or {}
+        stream.metadata.update(stream_tags or {})
+        for i, image in enumerate(frames):
+            frame = (
+                image
+                if isinstance(image, av.VideoFrame)
+                else av.VideoFrame.from_ndarray(image, format="rgb24")
+            )
+            frame = frame.reformat(width=width, height=height, format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1) / Fraction(rate)
+            for packet in stream.encode(frame):
                 out.mux(packet)
-        for packet in enc.encode():
+        for packet in stream.encode():
             out.mux(packet)
-    return path
+    return target
+
+
+def opening(source: Path, seconds: float) -> tuple[Fraction, tuple[int, int], Iterator[av.VideoFrame]]:
+    """The first ``seconds`` of ``source``'s video: its frame rate, its size and the decoded
+    frames, read lazily (the file stays open until the frames are used up)."""
+
+    def frames() -> Iterator[av.VideoFrame]:
+        with av.open(str(source)) as src:
+            stream = src.streams.video[0]
+            rate = Fraction(stream.average_rate or 25)
+            for i, frame in enumerate(src.decode(stream)):
+                if i >= seconds * rate:
+                    return
+                yield frame
+
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        rate, size = Fraction(stream.average_rate or 25), (stream.width, stream.height)
+    return rate, size, frames()
+
+
+def face_clip(path: Path, seconds: float = 1.2, width: int = 400) -> Path:
+    """The first ``seconds`` of a real shared clip, downscaled and re-encoded as H.264, its index
+    first as streaming sites serve MP4."""
+    rate, (w, h), frames = opening(VIDEO, seconds)
+    size = (width, int(h * width / w) // 2 * 2)
+    options = {"movflags": "+faststart"}
+    return write_video(path, frames, rate, size, fmt="mp4", options=options, stream_options=FAST)
 
 
 def write_y4m(path: Path, frames: Iterable[av.VideoFrame], size: tuple[int, int], fps: int) -> Path:

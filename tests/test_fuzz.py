@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +22,7 @@ from detector.config import Settings
 from detector.errors import CorruptMedia, UnmaskError, UnsupportedMedia
 from detector.media import detect_type, load_image
 from detector.video import probe_video
+from testmedia import write_video
 
 EXAMPLES = int(os.environ.get("UNMASK_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(
@@ -44,18 +43,8 @@ def _image(fmt: str) -> bytes:
 
 
 def _video(fmt: str, codec: str) -> bytes:
-    out = io.BytesIO()
-    with av.open(out, "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=Fraction(10))
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, dtype=np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out.getvalue()
+    frames = (np.full((24, 32, 3), 40 * i, dtype=np.uint8) for i in range(5))
+    return write_video(io.BytesIO(), frames, 10, (32, 24), codec=codec, fmt=fmt).getvalue()
 
 
 SEEDS = {

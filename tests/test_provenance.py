@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import c2pa
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image, PngImagePlugin
 
 from detector.provenance import IPTC_SOURCE_TYPE_PREFIX, read_provenance
+from testmedia import write_video
 
 REAL_FACES = Path("/work/shared/data/faces/utkface/real")
 AI_SOURCE = IPTC_SOURCE_TYPE_PREFIX + "trainedAlgorithmicMedia"
@@ -387,17 +387,8 @@ def test_xmp_digital_source_type_without_credentials(tmp_path: Path) -> None:
 
 
 def _video(path: Path, tags: dict[str, str], options: dict[str, str] | None = None) -> Path:
-    with av.open(str(path), "w", options=options or {}) as container:
-        container.metadata.update(tags)
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 40, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    frames = (np.full((64, 64, 3), i * 40, np.uint8) for i in range(5))
+    return write_video(path, frames, 10, (64, 64), codec="mpeg4", options=options, tags=tags)
 
 
 def test_video_container_tags(tmp_path: Path) -> None:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -109,24 +107,18 @@ def test_webcam_headline_and_box_show_the_same_number(playwright, live_server, t
 
 def _portrait_clip(path, seconds: float = 2.0):
     """A 720x1280 (portrait) H.264 clip: the shared face clip placed on a tall canvas."""
-    with av.open(str(testmedia.VIDEO)) as src, av.open(str(path), "w", format="mp4") as out:
-        stream = src.streams.video[0]
-        rate = Fraction(stream.average_rate or 25)
-        enc = out.add_stream("libx264", rate=rate)
-        enc.width, enc.height, enc.pix_fmt = 720, 1280, "yuv420p"
-        enc.options = {"preset": "ultrafast"}
-        for i, frame in enumerate(src.decode(stream)):
-            if i >= seconds * float(rate):
-                break
-            rgb = frame.to_ndarray(format="rgb24", width=720, height=720 * stream.height // stream.width)
-            canvas = np.full((1280, 720, 3), 40, dtype=np.uint8)
-            top = (1280 - rgb.shape[0]) // 2
-            canvas[top : top + rgb.shape[0]] = rgb
-            for packet in enc.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                out.mux(packet)
-        for packet in enc.encode():
-            out.mux(packet)
-    return path
+    rate, (width, height), frames = testmedia.opening(testmedia.VIDEO, seconds)
+
+    def tall(frame):
+        rgb = frame.to_ndarray(format="rgb24", width=720, height=720 * height // width)
+        canvas = np.full((1280, 720, 3), 40, dtype=np.uint8)
+        top = (1280 - rgb.shape[0]) // 2
+        canvas[top : top + rgb.shape[0]] = rgb
+        return canvas
+
+    return testmedia.write_video(
+        path, map(tall, frames), rate, (720, 1280), fmt="mp4", stream_options=testmedia.FAST
+    )
 
 
 def test_video_result_explains_its_scores_lists_real_stages_and_fits_the_screen(page, live_server, tmp_path):
