@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
+from detector.config import REPO_ROOT
 from detector.training.sampling import GroupSampler
+from detector.training.tables import per_source, targets
 
 
 def _rows() -> list[dict]:
@@ -154,3 +157,15 @@ def test_crops_at_a_smaller_scale_lose_detail_but_keep_their_size():
         np.abs(np.diff(out.astype(int), axis=1)).mean()
         < np.abs(np.diff(crops.astype(int), axis=1)).mean() / 3
     )
+
+
+def test_the_model_pages_targets_say_how_far_each_figure_is_from_its_goal():
+    report = json.loads((REPO_ROOT / "models" / "unmask-lite0" / "report.json").read_text())
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in targets(report).splitlines()[2:]}
+    dfdc = report["per_source"]["dfdc"]["auc"]
+    assert rows["AUC `dfdc`"][3].rstrip(" |") == ("met" if dfdc >= 0.88 else f"{0.88 - dfdc:.4f}")
+    drop = report["jpeg_auc_drop_95_to_30"]
+    assert rows["JPEG 95 -> 30 AUC drop"][3].rstrip(" |") == ("met" if drop <= 0.03 else f"{drop - 0.03:.4f}")
+    # Every two-class source has a decided row; one-class sets have none.
+    assert "decided `dfdc`" in rows and "decided `sdfd`" not in rows
+    assert per_source(report).count("\n") == len(report["per_source"]) + 2

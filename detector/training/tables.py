@@ -1,0 +1,124 @@
+"""The model page's tables, printed from a model folder's ``report.json``.
+
+    python -m detector.training.tables models/unmask-lite0
+
+Why: every figure in ``models/README.md`` must be the one ``make evaluate`` measured; printing
+the tables from the report (per source, the clips and their shared copies, issue 20's targets
+with the distance to each) means a release's page is pasted, never retyped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAMES = {
+    "dfdc": "DFDC face swaps",
+    "diffusion": "SDXL portraits (fakes only)",
+    "ffpp": "FaceForensics++",
+    "gan": "StyleGAN2 vs FFHQ",
+    "photoshop": "Yonsei composites",
+    "political": "FLUX deepfakes",
+    "sdfd": "SD2.1 faces (fakes only)",
+    "stargan": "StarGAN edits of CelebA",
+    "utkface": "UTKFace (reals only)",
+}
+
+# Issue 20's targets on the test split: (what, where in the report, at least / at most, target).
+AUC_TARGETS = {"dfdc": 0.88, "ffpp": 0.95, "political": 0.99, "sdfd": 0.98, "diffusion": 0.98}
+AUC_TARGETS |= {"photoshop": 0.85, "stargan": 0.85}
+FFPP_METHOD_TARGET = 0.92
+GAN_FACE_ALONE_TARGET = 0.99
+REALS_CALLED_FAKE_MAX = 0.05
+DECIDED_MIN = 0.70
+JPEG_DROP_MAX = 0.03
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def per_source(report: dict) -> str:
+    lines = [
+        "| source (test faces) | n | AUC | reals called fake | fakes called real | decided | right when decided |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in report["per_source"].items():
+        lines.append(
+            f"| `{name}` {NAMES.get(name, '')} | {row['n']:,} | {row['auc']:.4f} | {_pct(row.get('real_called_fake'))} "
+            f"| {_pct(row.get('fake_called_real'))} | {_pct(row['decided'])} | {_pct(row.get('accuracy_of_decided'))} |"
+        )
+    v = report["verdicts"]
+    lines.append(
+        f"| **all, pooled** | {report['n']:,} | **{report['auc']:.4f}** | {_pct(v['real_called_fake'])} "
+        f"| {_pct(v['fake_called_real'])} | **{_pct(v['decided'])}** | {_pct(v.get('accuracy_of_decided'))} |"
+    )
+    return "\n".join(lines)
+
+
+def clips(report: dict) -> str:
+    social = {row["file"]: row for row in report.get("videos_social", {}).get("videos", [])}
+    lines = [
+        "| clip | label | P(fake) | verdict | shared copy P(fake) | verdict |",
+        "| --- | --- | ---: | --- | ---: | --- |",
+    ]
+    for row in report["videos"]:
+        copy = social.get(row["file"], {})
+        shared_p = f"{copy['fake_probability']:.4f}" if "fake_probability" in copy else "–"
+        lines.append(
+            f"| `{row['file']}` | {row['expected']} | {row['fake_probability']:.4f} | {row['verdict']} "
+            f"| {shared_p} | {copy.get('verdict', '–')} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(report: dict) -> str:
+    """Each target beside the measured figure and the distance still to go (0 when met)."""
+    rows: list[tuple[str, float, float, bool]] = []  # what, measured, target, higher is better
+    for source, target in AUC_TARGETS.items():
+        if source in report["per_source"]:
+            rows.append((f"AUC `{source}`", report["per_source"][source]["auc"], target, True))
+    for name, row in report.get("per_generator", {}).items():
+        if name.startswith("ffpp_"):
+            rows.append((f"AUC `{name}`", row["auc"], FFPP_METHOD_TARGET, True))
+    gan = report.get("background_check", {}).get("face_only", {}).get("per_source", {}).get("gan")
+    if gan:
+        rows.append(("AUC `gan`, face alone", gan["auc"], GAN_FACE_ALONE_TARGET, True))
+    for source, row in report["per_source"].items():
+        if "real_called_fake" in row:
+            rows.append(
+                (f"reals called fake `{source}`", row["real_called_fake"], REALS_CALLED_FAKE_MAX, False)
+            )
+        if "real_called_fake" in row and "fake_called_real" in row:
+            rows.append((f"decided `{source}`", row["decided"], DECIDED_MIN, True))
+    rows.append(("JPEG 95 -> 30 AUC drop", report["jpeg_auc_drop_95_to_30"], JPEG_DROP_MAX, False))
+    lines = ["| target | measured | goal | to go |", "| --- | ---: | ---: | ---: |"]
+    for what, measured, goal, higher in rows:
+        gap = max(0.0, goal - measured) if higher else max(0.0, measured - goal)
+        sign = ">=" if higher else "<="
+        lines.append(f"| {what} | {measured:.4f} | {sign} {goal} | {'met' if gap == 0 else f'{gap:.4f}'} |")
+    right = sum(r["verdict"] == r["expected"] for r in report["videos"])
+    wrong = sum(
+        r["verdict"] not in (r["expected"], "uncertain")
+        for r in report.get("videos_social", {}).get("videos", [])
+    )
+    lines.append(
+        f"| shared clips decided right | {right} of {len(report['videos'])} | 7 of 7 | {'met' if right == 7 else 7 - right} |"
+    )
+    lines.append(f"| social copies wrong | {wrong} | 0 | {'met' if wrong == 0 else wrong} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, help="a model folder holding report.json")
+    args = ap.parse_args(argv)
+    report = json.loads((args.model / "report.json").read_text())
+    print(f"## {report.get('version', '?')}: per source\n\n{per_source(report)}\n")
+    print(f"## Clips\n\n{clips(report)}\n\n## Issue 20's targets\n\n{targets(report)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
