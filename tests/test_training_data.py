@@ -437,6 +437,35 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
     assert log["cumulative_steps"] == sum(c["steps"] for c in log["continuations"] if c["kept"])
 
 
+@pytest.mark.slow
+def test_an_ema_run_keeps_the_averaged_weights_and_resumes_the_average(tmp_path, monkeypatch, tiny_cache):
+    """--ema: the weights evaluated and kept (best.pt) are the average, not the last step's, and
+    a resumed run carries on averaging from where it stopped rather than starting over."""
+    import torch
+
+    from detector.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "RUNS", tmp_path / "runs")
+    flags = (
+        "--size 64 --batch 4 --eval-every 100 --ckpt-every 1 --val-max 8 --warmup 1 --threads 1 --workers 0"
+    )
+    common = ["--cache", str(tiny_cache), *flags.split(), "--ema", "0.5", "--lr", "0.01", "--steps", "2"]
+    assert train_mod.main(["--run", "whole", *common]) == 0
+    last = torch.load(tmp_path / "runs" / "whole" / "last.pt", weights_only=False)
+    best = torch.load(tmp_path / "runs" / "whole" / "best.pt", weights_only=False)["model"]
+    name = "_fc.weight"
+    assert torch.equal(best[name], last["ema"][f"module.{name}"])
+    assert not torch.equal(best[name], last["model"][name])  # the average, not the last step
+
+    # stopped by its time budget after one step, then resumed: one average over both runs' steps
+    assert train_mod.main(["--run", "split", *common, "--minutes", "0.0001"]) == 0
+    first = torch.load(tmp_path / "runs" / "split" / "last.pt", weights_only=False)
+    assert first["state"]["step"] == 1 and int(first["ema"]["n_averaged"]) == 1
+    assert train_mod.main(["--run", "split", *common]) == 0
+    resumed = torch.load(tmp_path / "runs" / "split" / "last.pt", weights_only=False)
+    assert int(resumed["ema"]["n_averaged"]) == 2
+
+
 # -- distillation and pruning ------------------------------------------------------------------
 
 

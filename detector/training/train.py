@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select
@@ -96,21 +97,34 @@ def train(args: argparse.Namespace) -> Path:
     state = {"step": 0, "best_auc": -1.0, "history": [], "seconds": 0.0}
     last = run_dir / "last.pt"
     if last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        state = ckpt["state"]
+        resumed = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["opt"])
+        state = resumed["state"]
         print(f"resumed {args.run} at step {state['step']}", flush=True)
     elif args.init:
         model.load_state_dict(load_weights(Path(args.init), args.arch))
         print(f"{args.run} starts from {args.init}", flush=True)
     (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
+    # With --ema, the weights evaluated and kept are an exponential average of the trained ones:
+    # a continuation stops while its learning rate is still high, where single steps move the
+    # validation AUC by a few points, and the average sits in the middle of those moves.
+    ema = None
+    if args.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+        if last.exists() and "ema" in resumed:
+            ema.load_state_dict(resumed["ema"])
+    scored = ema.module if ema is not None else model
 
-    def save(path: Path) -> None:
-        save_checkpoint(path, model, opt, state, args, size)
+    def save(path: Path, best: bool = False) -> None:
+        if best:
+            save_checkpoint(path, scored, opt, state, args, size)
+        else:
+            extra = {"ema": ema.state_dict()} if ema is not None else {}
+            save_checkpoint(path, model, opt, state, args, size, **extra)
 
     def evaluate() -> tuple[float, dict[str, float]]:
-        return evaluate_model(model, val_set)
+        return evaluate_model(scored, val_set)
 
     if args.init and state["step"] == 0 and not state["history"]:
         val_auc, per_source = evaluate()  # where this continuation starts, for the run log
@@ -159,6 +173,8 @@ def train(args: argparse.Namespace) -> Path:
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * warm * (0.02 + 0.98 * cosine)
         loss = train_step(model, opt, x, y, teacher, teacher_size if teacher is not None else 0, args)
+        if ema is not None:
+            ema.update_parameters(model)
         state["step"] = step + 1
         state["seconds"] = time.time() - started
         if state["step"] % 20 == 0:
@@ -180,7 +196,7 @@ def train(args: argparse.Namespace) -> Path:
             print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
             if val_auc > state["best_auc"]:
                 state["best_auc"] = val_auc
-                save(run_dir / "best.pt")
+                save(run_dir / "best.pt", best=True)
         if state["step"] % args.ckpt_every == 0:
             save(last)
         if deadline and time.time() > deadline:
@@ -189,7 +205,7 @@ def train(args: argparse.Namespace) -> Path:
             break
     save(last)
     if not (run_dir / "best.pt").exists():
-        save(run_dir / "best.pt")
+        save(run_dir / "best.pt", best=True)
     (run_dir / "summary.json").write_text(json.dumps(state, indent=2))
     if args.save_weights:
         save_weights(run_dir, Path(args.save_weights), args)
@@ -278,8 +294,10 @@ def save_checkpoint(
     state: dict,
     args: argparse.Namespace,
     size: int,
+    **extra: object,
 ) -> None:
-    """Everything a resumed run needs, written whole or not at all (a temporary file renamed)."""
+    """Everything a resumed run needs, written whole or not at all (a temporary file renamed);
+    ``extra`` travels beside it (the averaged weights of an --ema run)."""
     payload = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
@@ -287,6 +305,7 @@ def save_checkpoint(
         "arch": args.arch,
         "size": size,
         "args": {k: v for k, v in vars(args).items() if k != "argv"},
+        **extra,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -334,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["groups", "frames"],
         default="groups",
         help="groups: each video or identity counts once, pairs drawn together (detector.training.sampling)",
+    )
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="evaluate and keep an exponential average of the weights (decay, 0 = off)",
     )
     ap.add_argument("--pairs", type=float, default=0.5, help="share of a batch drawn as real/fake pairs")
     ap.add_argument("--init", default="", help="start from these weights (committed FP16 or a checkpoint)")
