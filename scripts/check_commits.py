@@ -5,7 +5,7 @@
 Why: a structural commit (files moved, imports turned round) must leave behaviour as it was
 (issue 22). Each commit from FIRST to LAST is checked out into its own worktree under
 ``.cache/worktrees`` (this checkout's ``.venv`` linked in), then its fast tests run
-(``pytest -m "not slow"``: passed and failed counts) and ``python -m detector scan --json``
+(``pytest -m "not slow"``: passed and failed counts, the failed tests by name) and ``python -m detector scan --json``
 scores the seven shared clips with that commit's code and model. A commit's row differs from the
 one before it only where that commit changed something; the table printed at the end says where.
 Speed is not measured here: ``make bench`` at two commits, on an idle machine, does that.
@@ -60,7 +60,7 @@ def run_tests(path: Path) -> dict:
             "not slow",
             "-p",
             "no:cacheprovider",
-            "-x",
+            "-rf",
             "--no-header",
         ],
         cwd=path,
@@ -69,7 +69,8 @@ def run_tests(path: Path) -> dict:
     )
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", tail)}
-    return {"returncode": proc.returncode, "summary": tail, **counts}
+    failed = sorted(set(re.findall(r"^FAILED (\S+)", proc.stdout, re.M)))
+    return {"returncode": proc.returncode, "summary": tail, "failed_tests": failed, **counts}
 
 
 def score_clips(path: Path) -> dict:
