@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 from detector.config import REPO_ROOT
+from detector.training.release import provenance
 from detector.training.sampling import GroupSampler
 from detector.training.tables import per_source, targets
 
@@ -169,3 +170,13 @@ def test_the_model_pages_targets_say_how_far_each_figure_is_from_its_goal():
     # Every two-class source has a decided row; one-class sets have none.
     assert "decided `dfdc`" in rows and "decided `sdfd`" not in rows
     assert per_source(report).count("\n") == len(report["per_source"]) + 2
+
+
+def test_a_release_card_says_which_weights_and_how_much_training_made_it():
+    weights = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
+    log = json.loads(weights.with_suffix(".log.json").read_text())
+    said = provenance(weights)
+    kept = [c for c in log["continuations"] if c["kept"]]
+    assert said["weights"]["cumulative_steps"] == sum(c["steps"] for c in kept)
+    assert said["weights"]["val_auc"] == kept[-1]["best"]["val_auc"]
+    assert {"ffpp", "sdfd", "political", "dfdc:fake"} <= set(said["leave_one_source_out"]["withheld_auc"])

@@ -28,6 +28,8 @@ from .data import DEFAULT_CACHE, load_crops, read_manifest
 from .metrics import auc
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
+# The committed weights `make release` builds from (models/weights: their run log beside them).
+WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
 MIN_GROUPS = 10
 ROUNDS = 400
 
@@ -100,6 +102,7 @@ def install(candidate: Path, shipped: Path, cache: Path, version: str, gate_resu
     card_path = candidate / "card.json"
     card = json.loads(card_path.read_text())
     card["version"] = version
+    card.update(provenance(WEIGHTS))
     card["release_gate"] = {k: gate_result[k] for k in ("split", "rule", "sources", "accepted")}
     card.setdefault("commands", {})["release"] = (
         f"python -m detector.training.release {candidate} --install --version {version}"
@@ -126,6 +129,39 @@ def install(candidate: Path, shipped: Path, cache: Path, version: str, gate_resu
             )
         )
     return kept
+
+
+def provenance(weights: Path) -> dict:
+    """What the card says about how the release came to be, beyond its own pruning run: the
+    committed weights it was built from with their run log's totals (each continuation, its
+    steps and minutes), and the recipe's leave-one-source-out figures (``ablate``: a source never
+    trained on, scored on it), which no single model can measure on itself."""
+    out: dict = {}
+    log_path = weights.with_suffix(".log.json")
+    if log_path.exists():
+        log = json.loads(log_path.read_text())
+        runs = log["continuations"]
+        out["weights"] = {
+            "file": shipped_arg(weights),
+            "run_log": shipped_arg(log_path),
+            "continuations": len(runs),
+            "kept": sum(c["kept"] for c in runs),
+            "cumulative_steps": log["cumulative_steps"],
+            "cumulative_minutes": log["cumulative_minutes"],
+            "val_auc": next((c["best"]["val_auc"] for c in reversed(runs) if c["kept"] and c["best"]), None),
+        }
+    ablation_path = weights.parent / "ablation.json"
+    if ablation_path.exists():
+        ablation = json.loads(ablation_path.read_text())
+        out["leave_one_source_out"] = {
+            "command": ablation["command"],
+            "note": ablation["note"],
+            "withheld_auc": {r["withheld"]: r["withheld_auc"] for r in ablation["rows"] if "withheld" in r},
+            "same_budget_with_everything": next(
+                (r["per_source"] for r in ablation["rows"] if r["run"] == "alone"), None
+            ),
+        }
+    return out
 
 
 def shipped_arg(folder: Path) -> str:
