@@ -345,6 +345,24 @@ def _train_tiny(tmp_path: Path, monkeypatch, tiny: Path) -> Path:
     return train_mod.train(args)
 
 
+def test_committed_weights_export_without_a_training_state(tmp_path):
+    """make release exports what is pruned from the committed weights, which carry no run state
+    (steps, minutes): the card then says 0 steps of its own, the run log says the rest."""
+    import torch
+
+    from detector.training import export as export_mod
+    from detector.training.model import create_model
+
+    weights = tmp_path / "weights.pt"
+    model = create_model("lite0").state_dict()
+    torch.save(
+        {"arch": "lite0", "size": 64, "args": {"run": "r", "frame_mask": 0.1}, "model": model}, weights
+    )
+    assert export_mod.main([str(weights), "--out", str(tmp_path / "out")]) == 0
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert card["training"]["steps"] == 0 and card["training"]["run"] == "r" and card["input_size"] == 64
+
+
 @pytest.mark.slow
 def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
     from detector.classifier import Predictor

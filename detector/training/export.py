@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     card_path = args.out / "card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     train_args = ckpt.get("args", {})
+    state = ckpt.get("state") or {}
     card.update(
         {
             "name": args.name,
@@ -114,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             "file_bytes": onnx_path.stat().st_size,
             "onnx_parity_max_abs_logit_diff": diff,
             "training_data": _training_data(Path(train_args.get("cache", ""))),
+            # a training run's checkpoint knows its steps; committed weights and what is pruned
+            # from them do not (their run log does: the release card's "weights")
             "training": {
                 "run": train_args.get("run"),
-                "steps": ckpt["state"]["step"],
-                "minutes": round(ckpt["state"]["seconds"] / 60, 1),
-                "best_val_auc": ckpt["state"].get("best_auc"),
+                "steps": state.get("step", 0),
+                "minutes": round(state.get("seconds", 0.0) / 60, 1),
+                "best_val_auc": state.get("best_auc"),
                 "args": train_args,
             },
         }
