@@ -69,7 +69,7 @@ def run_tests(path: Path) -> dict:
     )
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", tail)}
-    failed = sorted(set(re.findall(r"^FAILED (\S+)", proc.stdout, re.M)))
+    failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)))
     return {"returncode": proc.returncode, "summary": tail, "failed_tests": failed, **counts}
 
 
