@@ -62,7 +62,7 @@ def write_video(
     options: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
     stream_tags: dict[str, str] | None = None,
-):
+) -> Path | BinaryIO:
     """Encode ``frames`` (RGB arrays or decoded frames, scaled to ``size``) into ``target``.
 
     Why one writer: the tests, the benchmarks and the hostile corpus each make clips with their
