@@ -83,8 +83,10 @@ prepare: setup
 # models/weights/lite0-student.log.json. Commit both files. `make train FROM=scratch` starts over
 # from ImageNet. (0.1.0's own recipe was: --run lite0-v3 --steps 1700 --minutes 75 --eval-every 425
 # --sampling frames --pairs 0, on six sources.) A continuation's schedule fits its budget: about
-# 50 steps of 32 crops a minute on 2 cores, so the learning rate decays to its floor by the end
-# (a GPU finishes the steps early), and with --ema the weights kept are their running average.
+# 50 steps of 32 crops a minute on 2 cores, and the learning rate follows its cosine by steps or by
+# the clock, whichever ends first, so it reaches its floor by the end on any machine (one day's 2
+# cores did 22 a minute; a GPU finishes the steps early); the last step is scored too, and with
+# --ema the weights kept are their running average.
 WEIGHTS := models/weights/lite0-student.pt
 VERSION ?= 0.4.0
 FROM ?= committed

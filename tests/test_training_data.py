@@ -479,9 +479,24 @@ def test_an_ema_run_keeps_the_averaged_weights_and_resumes_the_average(tmp_path,
     assert train_mod.main(["--run", "split", *common, "--minutes", "0.0001"]) == 0
     first = torch.load(tmp_path / "runs" / "split" / "last.pt", weights_only=False)
     assert first["state"]["step"] == 1 and int(first["ema"]["n_averaged"]) == 1
+    # the step the budget stopped at was scored (eval-every is 100): the lowest-rate weights count
+    assert [h["step"] for h in first["state"]["history"]] == [1]
     assert train_mod.main(["--run", "split", *common]) == 0
     resumed = torch.load(tmp_path / "runs" / "split" / "last.pt", weights_only=False)
     assert int(resumed["ema"]["n_averaged"]) == 2
+
+
+def test_the_learning_rate_cosine_ends_with_the_steps_or_the_time_budget_whichever_comes_first():
+    """make train sizes its steps at 50 a minute; on a machine doing 22, the time budget ends
+    the run first, and the rate must be at its floor then, not halfway down the cosine."""
+    from detector.training.train import progress
+
+    assert progress(0, 1000, 0.0, 20) == 0.0
+    assert progress(500, 1000, 60.0, 20) == 0.5  # fast machine: the steps lead
+    assert progress(500, 1000, 15 * 60, 20) == 0.75  # slow machine: the clock leads
+    assert progress(900, 1000, 20 * 60, 20) == 1.0 == progress(1000, 1000, 60.0, 20)
+    assert progress(250, 1000, 10**6, 0) == 0.25  # no budget: steps alone
+    assert progress(30, 1000, 30 * 60, 20) == 1.0  # past the budget (a resumed run): the floor
 
 
 # -- distillation and pruning ------------------------------------------------------------------

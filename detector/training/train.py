@@ -43,6 +43,21 @@ def predict(model: torch.nn.Module, loader: DataLoader) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def progress(step: int, total_steps: int, seconds: float, minutes: float) -> float:
+    """How far along the learning-rate cosine a step is: by steps, or by the time budget
+    (``minutes``, 0 for none) where that runs out first.
+
+    Why both: ``make train`` sizes its steps to a budget at a rate measured on one machine (50
+    steps a minute), and the same machine ran at 22 on another day. Sized by steps alone, the
+    budget then stopped the run halfway down the cosine, at a high rate, and its last steps were
+    never scored. Sized by whichever ends first, the rate reaches its floor when the run ends on
+    any machine; on a fast one (a GPU) the steps end first, as before.
+    """
+    by_steps = step / total_steps if total_steps else 1.0
+    by_time = seconds / (minutes * 60) if minutes else 0.0
+    return min(1.0, max(by_steps, by_time))
+
+
 def train(args: argparse.Namespace) -> Path:
     torch.set_num_threads(args.threads)
     run_dir = RUNS / args.run
@@ -126,6 +141,21 @@ def train(args: argparse.Namespace) -> Path:
     def evaluate() -> tuple[float, dict[str, float]]:
         return evaluate_model(scored, val_set)
 
+    def evaluate_and_keep() -> None:
+        """Score the weights on validation, log it, and keep them as best.pt if they are the best."""
+        val_auc, per_source = evaluate()
+        model.train()
+        for m in frozen:
+            m.eval()
+        minutes = round(state["seconds"] / 60, 1)
+        state["history"].append(
+            {"step": state["step"], "val_auc": val_auc, "per_source": per_source, "minutes": minutes}
+        )
+        print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
+        if val_auc > state["best_auc"]:
+            state["best_auc"] = val_auc
+            save(run_dir / "best.pt", best=True)
+
     if args.init and state["step"] == 0 and not state["history"]:
         val_auc, per_source = evaluate()  # where this continuation starts, for the run log
         state["history"].append({"step": 0, "val_auc": val_auc, "per_source": per_source, "minutes": 0.0})
@@ -169,7 +199,7 @@ def train(args: argparse.Namespace) -> Path:
         if step >= total_steps:
             break
         warm = min(1.0, (step + 1) / args.warmup)
-        cosine = 0.5 * (1 + math.cos(math.pi * step / total_steps))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress(step, total_steps, state["seconds"], args.minutes)))
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * warm * (0.02 + 0.98 * cosine)
         loss = train_step(model, opt, x, y, teacher, teacher_size if teacher is not None else 0, args)
@@ -184,22 +214,13 @@ def train(args: argparse.Namespace) -> Path:
                 f"step {state['step']}/{total_steps} loss {loss.item():.4f} {rate:.1f} img/s elapsed {state['seconds'] / 60:.1f} min",
                 flush=True,
             )
-        if state["step"] % args.eval_every == 0 or state["step"] == total_steps:
-            val_auc, per_source = evaluate()
-            model.train()
-            for m in frozen:
-                m.eval()
-            minutes = round(state["seconds"] / 60, 1)
-            state["history"].append(
-                {"step": state["step"], "val_auc": val_auc, "per_source": per_source, "minutes": minutes}
-            )
-            print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
-            if val_auc > state["best_auc"]:
-                state["best_auc"] = val_auc
-                save(run_dir / "best.pt", best=True)
+        out_of_time = bool(deadline and time.time() > deadline)
+        # the budget's last steps are scored too: they are the ones at the lowest learning rate
+        if state["step"] % args.eval_every == 0 or state["step"] == total_steps or out_of_time:
+            evaluate_and_keep()
         if state["step"] % args.ckpt_every == 0:
             save(last)
-        if deadline and time.time() > deadline:
+        if out_of_time:
             print("time budget reached; rerun the same command to continue", flush=True)
             save(last)
             break
