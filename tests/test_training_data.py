@@ -316,13 +316,16 @@ def test_hull_mask_follows_the_landmarks():
 @pytest.fixture
 def tiny_cache(tmp_path, prepared) -> Path:
     """The prepared crops with a fixed split: train and val both hold both labels whatever the
-    hash says, and the test split repeats every crop so evaluation has both labels too."""
+    hash says (the one fake is in both), and the test split repeats every crop so evaluation has
+    both labels too."""
     _, cache, _, _ = prepared
     rows = _manifest(cache)
     for i, row in enumerate(rows):
         row["split"] = "val" if i % 3 == 0 else "train"
     rows[-1]["split"] = "train"
-    rows += [{**row, "split": "test"} for row in rows]
+    # the set's one fake trains and is validated on too: a validation AUC needs both labels
+    rows += [{**row, "split": "val"} for row in rows if int(row["label"]) == 1 and row["split"] == "train"]
+    rows += [{**row, "split": "test"} for row in rows if row["split"] != "val" or int(row["label"]) == 0]
     tiny = tmp_path / "cache"
     tiny.mkdir()
     shutil.copy(cache / "mini.npy", tiny / "mini.npy")
@@ -422,7 +425,7 @@ def test_train_then_export_tiny(tmp_path, monkeypatch, tiny_cache):
 
 @pytest.mark.slow
 def test_training_continues_from_committed_weights_and_logs_each_continuation(
-    tmp_path, monkeypatch, tiny_cache
+    tmp_path, monkeypatch, tiny_cache, capsys
 ):
     """Issue 20: a run leaves FP16 weights and a log line; the next run (another machine) starts
     from those weights, not from ImageNet, and the log sums the continuations kept."""
@@ -432,7 +435,7 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
 
     monkeypatch.setattr(train_mod, "RUNS", tmp_path / "runs")
     weights = tmp_path / "weights" / "student.pt"
-    flags = "--size 64 --steps 2 --batch 4 --eval-every 2 --ckpt-every 2 --val-max 8 --warmup 1 --threads 1"
+    flags = "--size 64 --steps 2 --batch 4 --eval-every 2 --ckpt-every 2 --val-max 100 --warmup 1 --threads 1"
     common = ["--cache", str(tiny_cache), *flags.split(), "--workers", "0", "--save-weights", str(weights)]
     assert train_mod.main(["--run", "first", *common]) == 0
     first = torch.load(weights, weights_only=False)
@@ -453,6 +456,24 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
     second = log["continuations"][-1]
     assert second["from"] == str(weights) and json.dumps(second["start"]) == json.dumps(start)
     assert log["cumulative_steps"] == sum(c["steps"] for c in log["continuations"] if c["kept"])
+    assert log["continuations"][0]["gain"] is None and second["gain"] is None  # from ImageNet; no step
+
+    # a continuation that trains logs its gain over its start, with the interval the stop rule reads
+    before = tmp_path / "before.pt"
+    shutil.copy(weights, before)
+    third = ["--run", "third", *common, "--init", str(weights), "--lr", "0.01"]
+    assert train_mod.main(third) == 0
+    gain = json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["gain"]
+    if gain is not None:  # None only where no step beat the start (the tiny set's chance)
+        assert gain["low"] <= gain["gain"] <= gain["high"]
+    assert json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["start"]["per_source"]
+
+    # the same comparison from two weight files (earlier continuations, out of git history)
+    from detector.training import gain as gain_mod
+
+    assert gain_mod.main([str(before), str(weights), "--cache", str(tiny_cache), "--val-max", "100"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["before"] == str(before) and line["low"] <= line["gain"] <= line["high"]
 
 
 @pytest.mark.slow
@@ -484,6 +505,20 @@ def test_an_ema_run_keeps_the_averaged_weights_and_resumes_the_average(tmp_path,
     assert train_mod.main(["--run", "split", *common]) == 0
     resumed = torch.load(tmp_path / "runs" / "split" / "last.pt", weights_only=False)
     assert int(resumed["ema"]["n_averaged"]) == 2
+
+
+def test_a_paired_gain_is_beyond_the_noise_only_when_the_whole_interval_is():
+    from detector.training.metrics import paired_gain
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 300)
+    groups = np.array([f"g{i // 6}" for i in range(600)])  # 100 groups of six near copies
+    before = labels * 0.6 + rng.normal(0, 0.5, 600)
+    better = labels * 1.5 + rng.normal(0, 0.5, 600)
+    clear = paired_gain(labels, before, better, groups)
+    assert 0 < clear["low"] <= clear["gain"] <= clear["high"]
+    same = paired_gain(labels, before, before + rng.normal(0, 0.01, 600), groups)
+    assert same["low"] <= 0 <= same["high"] and abs(same["gain"]) < 0.01
 
 
 def test_the_learning_rate_cosine_ends_with_the_steps_or_the_time_budget_whichever_comes_first():

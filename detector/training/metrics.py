@@ -1,6 +1,9 @@
-"""How a model's scores are judged: the area under the ROC curve, pooled and per source."""
+"""How a model's scores are judged: the area under the ROC curve, pooled and per source, and
+how sure a difference is (bootstraps over groups)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -30,3 +33,40 @@ def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str
         if not np.isnan(value):
             out[source] = round(value, 4)
     return auc(labels, scores), out
+
+
+MIN_GROUPS = 10  # fewer groups than this: resample crops, a handful of groups is no interval
+
+
+def group_resamples(groups: np.ndarray, rounds: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``rounds`` bootstrap draws of row indices, whole groups at a time (videos, identities:
+    their crops are near copies, so resampling crops would understate the noise); crops where
+    there are fewer than ``MIN_GROUPS`` groups."""
+    groups = np.asarray(groups)
+    units = groups if len(set(groups)) >= MIN_GROUPS else np.arange(len(groups)).astype(str)
+    keys, inverse = np.unique(units, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(keys))]
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        yield np.concatenate([members[k] for k in rng.integers(len(keys), size=len(keys))])
+
+
+def paired_gain(
+    labels: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, rounds: int = 400
+) -> dict[str, float]:
+    """How much ``after`` beats ``before`` in AUC on the same crops, with the 95 % interval of
+    that difference from resampling groups (both models on each draw, so what they share cancels).
+
+    Why paired: two models scored on one validation sample are judged against each other, not
+    against the sample; the interval of the difference is narrower than either model's own, and a
+    gain is beyond the noise when the interval's low end is above zero (issue 20's stop rule).
+    """
+    labels = np.asarray(labels)
+    diffs = [
+        auc(labels[pick], after[pick]) - auc(labels[pick], before[pick])
+        for pick in group_resamples(groups, rounds)
+        if len(set(labels[pick])) == 2
+    ]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    gain = auc(labels, after) - auc(labels, before)
+    return {"gain": round(gain, 4), "low": round(float(low), 4), "high": round(float(high), 4)}

@@ -25,12 +25,11 @@ import numpy as np
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
-from .metrics import auc
+from .metrics import auc, group_resamples
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
 # The committed weights `make release` builds from (models/weights: their run log beside them).
 WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
-MIN_GROUPS = 10
 ROUNDS = 400
 
 
@@ -51,15 +50,11 @@ def bootstrap_noise(
 ) -> float:
     """Half the width of the 95 % interval of one model's AUC, resampling whole groups (crops,
     where there are too few groups): how far the score moves from sampling alone."""
-    units = groups if len(set(groups)) >= MIN_GROUPS else np.arange(len(groups)).astype(str)
-    keys, inverse = np.unique(units, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(keys))]
-    rng = np.random.default_rng(0)
-    values = []
-    for _ in range(rounds):
-        pick = np.concatenate([members[k] for k in rng.integers(len(keys), size=len(keys))])
-        if len(set(labels[pick])) == 2:
-            values.append(auc(labels[pick], scores[pick]))
+    values = [
+        auc(labels[pick], scores[pick])
+        for pick in group_resamples(groups, rounds)
+        if len(set(labels[pick])) == 2
+    ]
     low, high = np.percentile(values, [2.5, 97.5])
     return float(high - low) / 2
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select
+from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select, validation_sample
 from .losses import distillation_loss
-from .metrics import auc_by_source
+from .metrics import auc_by_source, paired_gain
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
 
@@ -86,7 +86,7 @@ def train(args: argparse.Namespace) -> Path:
     weights = balanced_weights(train_rows, sbi_rows, args.sbi if not args.sbi_only else 1.0)
     val_set = CropSet(
         cache,
-        val_rows[:: max(1, len(val_rows) // args.val_max)],
+        validation_sample(val_rows, args.val_max),
         False,
         size,
         frame_mask=args.frame_mask,
@@ -139,7 +139,10 @@ def train(args: argparse.Namespace) -> Path:
             save_checkpoint(path, model, opt, state, args, size, **extra)
 
     def evaluate() -> tuple[float, dict[str, float]]:
-        return evaluate_model(scored, val_set)
+        val_auc, per_source, scores = evaluate_model(scored, val_set)
+        if state["step"] == 0 or val_auc > state["best_auc"]:  # the start and the best, for the gain
+            keep_scores(run_dir, val_set.rows, "start" if state["step"] == 0 else "best", scores)
+        return val_auc, per_source
 
     def evaluate_and_keep() -> None:
         """Score the weights on validation, log it, and keep them as best.pt if they are the best."""
@@ -266,6 +269,8 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
             "cpu": this_cpu().name,
             "start": start,
             "best": top,
+            # the pooled gain and its 95 % interval, groups resampled: the stop rule's noise
+            "gain": continuation_gain(run_dir),
             "kept": kept,
             "command": "python -m detector.training.train " + " ".join(getattr(args, "argv", [])),
         }
@@ -302,10 +307,37 @@ def train_step(
     return loss
 
 
-def evaluate_model(model: torch.nn.Module, val_set: CropSet) -> tuple[float, dict[str, float]]:
-    """Validation AUC, pooled and per source (leaves the model in eval mode)."""
+def evaluate_model(model: torch.nn.Module, val_set: CropSet) -> tuple[float, dict[str, float], np.ndarray]:
+    """Validation AUC, pooled and per source, and the scores (leaves the model in eval mode)."""
     scores = predict(model, DataLoader(val_set, batch_size=64, num_workers=1))
-    return auc_by_source(val_set.rows, scores)
+    return (*auc_by_source(val_set.rows, scores), scores)
+
+
+def keep_scores(run_dir: Path, rows: list[dict], name: str, scores: np.ndarray) -> None:
+    """Write one model's validation scores (``start``, ``best``) beside the run, with the
+    labels and groups they were scored on, so the gain between two can be bootstrapped after a
+    resume too (``continuation_gain``)."""
+    path = run_dir / "val_scores.npz"
+    kept = dict(np.load(path)) if path.exists() else {}
+    kept.update(
+        labels=np.array([r["label"] for r in rows]),
+        groups=np.array([r["group"] for r in rows]),
+        **{name: scores},
+    )
+    np.savez(path.with_suffix(".tmp.npz"), **kept)
+    path.with_suffix(".tmp.npz").replace(path)
+
+
+def continuation_gain(run_dir: Path) -> dict[str, float] | None:
+    """The best weights' pooled validation gain over the start, with its 95 % interval
+    (``metrics.paired_gain``); None where the run did not start from weights or never improved."""
+    path = run_dir / "val_scores.npz"
+    if not path.exists():
+        return None
+    kept = np.load(path)
+    if "start" not in kept or "best" not in kept:
+        return None
+    return paired_gain(kept["labels"], kept["start"], kept["best"], kept["groups"])
 
 
 def save_checkpoint(
