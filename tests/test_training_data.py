@@ -466,7 +466,9 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
     gain = json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["gain"]
     if gain is not None:  # None only where no step beat the start (the tiny set's chance)
         assert gain["low"] <= gain["gain"] <= gain["high"]
-    assert json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["start"]["per_source"]
+    assert json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["start"][
+        "per_source"
+    ]
 
     # the same comparison from two weight files (earlier continuations, out of git history)
     from detector.training import gain as gain_mod
