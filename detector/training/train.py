@@ -138,15 +138,12 @@ def train(args: argparse.Namespace) -> Path:
             extra = {"ema": ema.state_dict()} if ema is not None else {}
             save_checkpoint(path, model, opt, state, args, size, **extra)
 
-    def evaluate() -> tuple[float, dict[str, float]]:
+    def evaluate_and_keep(start: bool = False) -> None:
+        """Score the weights on validation and log it; keep them as best.pt if they are the best,
+        or (``start``) their scores as where this continuation starts, for the run log's gain."""
         val_auc, per_source, scores = evaluate_model(scored, val_set)
-        if state["step"] == 0 or val_auc > state["best_auc"]:  # the start and the best, for the gain
-            keep_scores(run_dir, val_set.rows, "start" if state["step"] == 0 else "best", scores)
-        return val_auc, per_source
-
-    def evaluate_and_keep() -> None:
-        """Score the weights on validation, log it, and keep them as best.pt if they are the best."""
-        val_auc, per_source = evaluate()
+        if start or val_auc > state["best_auc"]:
+            keep_scores(run_dir, val_set.rows, "start" if start else "best", scores)
         model.train()
         for m in frozen:
             m.eval()
@@ -155,17 +152,12 @@ def train(args: argparse.Namespace) -> Path:
             {"step": state["step"], "val_auc": val_auc, "per_source": per_source, "minutes": minutes}
         )
         print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
-        if val_auc > state["best_auc"]:
+        if not start and val_auc > state["best_auc"]:
             state["best_auc"] = val_auc
             save(run_dir / "best.pt", best=True)
 
     if args.init and state["step"] == 0 and not state["history"]:
-        val_auc, per_source = evaluate()  # where this continuation starts, for the run log
-        state["history"].append({"step": 0, "val_auc": val_auc, "per_source": per_source, "minutes": 0.0})
-        print(f"eval step 0 val_auc {val_auc:.4f} {per_source}", flush=True)
-        model.train()
-        for m in frozen:
-            m.eval()
+        evaluate_and_keep(start=True)  # where this continuation starts, for the run log
     if args.sampling == "groups":
         batches = GroupSampler(
             train_rows,
