@@ -21,26 +21,24 @@ from torch.utils.data import DataLoader
 
 from .data import DEFAULT_CACHE, CropSet, read_manifest, select, validation_sample
 from .metrics import auc_by_source, paired_gain
-from .model import create_model, load_weights
+from .model import load_checkpoint
 from .train import predict
 
 
 def score(weights: Path, rows: list[dict], cache: Path) -> np.ndarray:
     """The weights' fake probabilities for ``rows``, prepared as their own training prepared them."""
-    blob = torch.load(weights, map_location="cpu", weights_only=False)
-    settings = blob.get("args", {})
-    arch = blob.get("arch", "lite0")
-    model = create_model(arch).to(memory_format=torch.channels_last)
-    model.load_state_dict(load_weights(weights, arch))
+    model, ckpt = load_checkpoint(weights)
     crops = CropSet(
         cache,
         rows,
         False,
-        blob.get("size") or 224,
-        frame_mask=float(settings.get("frame_mask", 0.0)),
-        arch=arch,
+        ckpt.get("size") or 224,
+        frame_mask=float(ckpt.get("args", {}).get("frame_mask", 0.0)),
+        arch=ckpt["arch"],
     )
-    return predict(model, DataLoader(crops, batch_size=64, num_workers=1))
+    return predict(
+        model.to(memory_format=torch.channels_last), DataLoader(crops, batch_size=64, num_workers=1)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

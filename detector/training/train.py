@@ -142,7 +142,8 @@ def train(args: argparse.Namespace) -> Path:
         """Score the weights on validation and log it; keep them as best.pt if they are the best,
         or (``start``) their scores as where this continuation starts, for the run log's gain."""
         val_auc, per_source, scores = evaluate_model(scored, val_set)
-        if start or val_auc > state["best_auc"]:
+        best = not start and val_auc > state["best_auc"]
+        if start or best:
             keep_scores(run_dir, val_set.rows, "start" if start else "best", scores)
         model.train()
         for m in frozen:
@@ -152,7 +153,7 @@ def train(args: argparse.Namespace) -> Path:
             {"step": state["step"], "val_auc": val_auc, "per_source": per_source, "minutes": minutes}
         )
         print(f"eval step {state['step']} val_auc {val_auc:.4f} {per_source}", flush=True)
-        if not start and val_auc > state["best_auc"]:
+        if best:
             state["best_auc"] = val_auc
             save(run_dir / "best.pt", best=True)
 
