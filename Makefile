@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run worker quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release gate ablate export quantize mobile evaluate clean
+.PHONY: setup run worker quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release release-from gate ablate export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -131,6 +131,17 @@ release: setup
 	$(PY) -m detector.training.prune .cache/release/p64/model.pt --base $(WEIGHTS) --out .cache/release-long \
 		--control-steps 800 --weight-bits 7 --no-start --no-videos
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
+
+# The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there
+# instead of an hour here): CANDIDATE is the 7-bit control checkpoint it returns, committed under
+# models/weights. Export, quantization with 7-bit weights, the gate and evaluation run here,
+# where the model serves.
+CANDIDATE ?= models/weights/lite0-release.pt
+release-from: setup
+	$(PY) -m detector.training.export $(CANDIDATE) --out .cache/release-from/fp32
+	$(PY) -m detector.training.quantize .cache/release-from/fp32/model.onnx .cache/release-from/int8/model.onnx \
+		--weight-bits 7
+	$(PY) -m detector.training.release .cache/release-from/int8 --install --version $(VERSION)
 
 # Issue 3's ablations at one budget (SBI on/off, distillation alpha sweep against the student
 # alone, leave-one-source-out), each run exported and evaluated as served: .cache/ablation.

@@ -595,6 +595,82 @@ def test_distillation_feeds_the_teacher_at_its_own_size():
     assert torch.allclose(larger, same, atol=0.02)  # the same picture, upsampled
 
 
+def test_a_decaying_finetune_ends_at_its_time_budget():
+    """On a machine lent for minutes the cosine ends by the clock: the fine-tune stops there,
+    settled, and says how many steps it took (the card records them, not the ones asked for)."""
+    import itertools
+
+    import torch
+    from torch import nn
+
+    from detector.training.prune import Distillation, finetune
+
+    torch.manual_seed(0)
+
+    def tiny() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    model, teacher = tiny(), tiny()
+    stream = itertools.repeat((torch.rand(8, 3, 4, 4), torch.ones(8, 1)))
+    distil = Distillation(teacher, 0, 1e-3, 0.5, 2.0)
+    _, steps = finetune(model, distil, stream, 10**7, decay=True, minutes=0.5 / 60)
+    assert 0 < steps < 10**7
+    _, steps = finetune(model, distil, stream, 25, decay=True, minutes=10)
+    assert steps == 25  # the steps end first
+
+
+def test_pack_carries_the_training_crops_in_parts_and_unpacks_them(tiny_cache, tmp_path):
+    """The training split travels to a GPU machine as JPEG parts; unpacked, it is a crop cache
+    the training code reads, with the same rows, near-identical crops and the real faces'
+    landmarks; a pack missing a part is refused rather than trained on."""
+    from detector.training.data import read_manifest
+    from detector.training.pack import pack, unpack
+
+    sizes = pack(tiny_cache, tmp_path / "pack", {"train"}, quality=95, part_mb=0.03)
+    assert len(sizes) > 1 and all(s > 0 for s in sizes)
+    out = tmp_path / "rebuilt"
+    trained = [r for r in read_manifest(tiny_cache) if r["split"] == "train"]
+    assert unpack(tmp_path / "pack", out) == len(trained)
+    rows = read_manifest(out)
+    key = ("source", "label", "group", "generator")
+    assert [tuple(r[k] for k in key) for r in rows] == [tuple(r[k] for k in key) for r in trained]
+    source = trained[0]["source"]
+    original, rebuilt = np.load(tiny_cache / f"{source}.npy"), np.load(out / f"{source}.npy")
+    marks, rebuilt_marks = (
+        np.load(tiny_cache / f"{source}_landmarks.npy"),
+        np.load(out / f"{source}_landmarks.npy"),
+    )
+    for old, new in zip(trained, rows, strict=True):
+        a, b = original[old["row"]].astype(float), rebuilt[new["row"]].astype(float)
+        assert 10 * np.log10(255**2 / max(((a - b) ** 2).mean(), 1e-9)) > 35
+        if old["label"] == 0:
+            assert np.array_equal(marks[old["row"]], rebuilt_marks[new["row"]], equal_nan=True)
+    shutil.rmtree(tmp_path / "pack" / f"part-{len(sizes) - 1}")
+    with pytest.raises(SystemExit, match="lacks"):
+        unpack(tmp_path / "pack", tmp_path / "again")
+
+
+def test_prune_without_evaluation_saves_the_level_for_elsewhere(tmp_path, monkeypatch, tiny_cache):
+    """A GPU machine prunes and recovers (--no-evaluate) and returns the level's checkpoint;
+    export, quantization and evaluation happen where the model serves."""
+    from detector.training import prune as prune_mod
+    from detector.training.model import load_checkpoint
+
+    run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
+    out = tmp_path / "pruned"
+    argv = [str(run_dir / "best.pt"), "--out", str(out), "--cache", str(tiny_cache), "--no-evaluate"]
+    flags = (
+        "--levels 0.1 --step-ratio 0.05 --importance-batches 1 --step-finetune 1 --level-finetune 2 "
+        "--batch 4 --threads 1 --no-start --device auto --workers 0"
+    )
+    argv += flags.split()
+    assert prune_mod.main(argv) == 0
+    model, ckpt = load_checkpoint(out / "p10" / "model.pt")
+    assert ckpt["pruned"] and ckpt["pruning"]["recovery_steps"] == 2
+    assert not (out / "p10" / "int8").exists() and not (out / "pruning.json").exists()
+    assert model(__import__("torch").zeros(1, 3, 64, 64)).shape == (1, 1)
+
+
 @pytest.mark.slow
 def test_prune_tiny_writes_smaller_models_and_a_table(
     tmp_path, monkeypatch, tiny_cache, make_clip, face_image

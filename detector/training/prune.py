@@ -38,8 +38,10 @@ from .losses import distillation_loss
 from .model import load_checkpoint
 from .qat import bake, on_the_grid
 from .sampling import GroupSampler
+from .train import progress
 
 DEFAULT_LEVELS = (0.2, 0.3, 0.35, 0.4, 0.5)
+CPU = torch.device("cpu")
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -49,6 +51,7 @@ def count_parameters(model: nn.Module) -> int:
 def count_macs(model: nn.Module, size: int) -> int:
     """Multiply-accumulates of one forward pass at ``size`` (convolutions and linear layers)."""
     total = 0
+    device = next(model.parameters()).device
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
@@ -62,15 +65,32 @@ def count_macs(model: nn.Module, size: int) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, 3, size, size, device=device))
     model.train(was_training)
     for h in handles:
         h.remove()
     return total
 
 
-def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> Iterator[tuple]:
-    """An endless stream of training batches drawn as the student's training drew them."""
+def batches(
+    cache: Path,
+    train_args: dict,
+    size: int,
+    batch: int,
+    seed: int,
+    device: torch.device = CPU,
+    workers: int = 1,
+) -> Iterator[tuple]:
+    """An endless stream of training batches drawn as the student's training drew them, on
+    ``device``, augmented by ``workers`` processes (a GPU outruns one: 12 keep it busy)."""
+    pin = device.type == "cuda"
+    for x, y in _batches(cache, train_args, size, batch, seed, workers, pin):
+        yield x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+
+def _batches(
+    cache: Path, train_args: dict, size: int, batch: int, seed: int, workers: int, pin: bool
+) -> Iterator[tuple]:
     rows = select(read_manifest(cache), "train", None, set())
     sbi_share = float(train_args.get("sbi", 0.0))
     sbi_rows = [r for r in rows if r["label"] == 0] if sbi_share > 0 else []
@@ -89,13 +109,20 @@ def batches(cache: Path, train_args: dict, size: int, batch: int, seed: int) -> 
         sampler = GroupSampler(
             rows, batch, 10**9, len(sbi_rows), sbi_share, float(train_args.get("pairs", 0.5)), seed=seed
         )
-        yield from DataLoader(dataset, batch_sampler=sampler, num_workers=1)
+        yield from DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin)
     weights = balanced_weights(rows, sbi_rows, sbi_share)
     for epoch in itertools.count():
         sampler = WeightedRandomSampler(
             weights, num_samples=200 * batch, generator=torch.Generator().manual_seed(seed + epoch)
         )
-        yield from DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=1, drop_last=True)
+        yield from DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=True,
+            pin_memory=pin,
+        )
 
 
 @dataclass(frozen=True)
@@ -118,23 +145,40 @@ class Distillation:
 
 
 def finetune(
-    model: nn.Module, distil: Distillation, stream: Iterator[tuple], steps: int, decay: bool = False
-) -> float:
-    """``steps`` of distillation (``distil``); returns the mean loss of the last ten.
+    model: nn.Module,
+    distil: Distillation,
+    stream: Iterator[tuple],
+    steps: int,
+    decay: bool = False,
+    minutes: float = 0.0,
+) -> tuple[float, int]:
+    """``steps`` of distillation (``distil``); returns the mean loss of the last ten and the
+    steps taken.
 
     With ``decay`` the learning rate falls to zero on a cosine over the steps, so the model
     saved at a level has settled: at a constant rate the weights still wander, and levels a few
-    points of pruning apart scored 0.81 and 0.76 AUC (2026-11-30).
+    points of pruning apart scored 0.81 and 0.76 AUC (2026-11-30). With ``minutes`` too, the
+    cosine runs by steps or by the clock, whichever ends first (``train.progress``), and the
+    fine-tune stops at its end: a machine lent for minutes (a GPU) still ends it settled.
     """
     if steps <= 0:
-        return float("nan")
+        return float("nan"), 0
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=distil.lr, weight_decay=1e-4)
+    started = time.time()
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) if decay else 1.0
+        opt,
+        lambda i: (
+            0.5 * (1 + math.cos(math.pi * progress(i, steps, time.time() - started, minutes)))
+            if decay
+            else 1.0
+        ),
     )
     losses = []
     for _ in range(steps):
+        if decay and minutes and time.time() - started > minutes * 60:
+            print(f"  time budget reached after {len(losses)} of {steps} steps", flush=True)
+            break
         x, y = next(stream)
         x = x.contiguous(memory_format=torch.channels_last)
         loss = distillation_loss(model(x), y, distil.targets(x), distil.alpha, distil.temperature)
@@ -146,7 +190,7 @@ def finetune(
         if len(losses) % 100 == 0:
             print(f"  {len(losses)}/{steps} steps, loss {np.mean(losses[-100:]):.4f}", flush=True)
     model.eval()
-    return float(np.mean(losses[-10:]))
+    return float(np.mean(losses[-10:])), len(losses)
 
 
 def accumulate_taylor(model: nn.Module, stream: Iterator[tuple], count: int) -> None:
@@ -263,22 +307,29 @@ def control(
     model.to(memory_format=torch.channels_last)
     if args.weight_bits == 7:  # learn the 7-bit grid the file will store (detector.training.qat)
         on_the_grid(model)
-    finetune(model, distil, stream, args.control_steps, decay=True)
+    _, steps = finetune(model, distil, stream, args.control_steps, decay=True, minutes=args.minutes)
     bake(model)
     ckpt_path = out / "control" / "model.pt"
-    method = f"none: {args.control_steps} distillation steps only (control)"
+    method = f"none: {steps} distillation steps only (control)"
     if args.weight_bits == 7:
         method += ", convolution weights rounded to 7 bits in the forward pass"
     pruning = {"method": method, "command": command}
     save_level(model, ckpt, ckpt_path, pruning)
     row = {
-        "steps": args.control_steps,
+        "steps": steps,
         "parameters": count_parameters(model),
         "seconds": round(time.time() - started, 1),
-        **export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit, args.weight_bits),
     }
+    if not args.no_evaluate:
+        row.update(
+            export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit, args.weight_bits)
+        )
     (out / "control.json").write_text(json.dumps(row, indent=2) + "\n")
-    print(json.dumps({"control": {k: row["int8"][k] for k in ("auc", "auc_jpeg95", "auc_jpeg30")}}))
+    print(
+        json.dumps(
+            {"control": {k: v for k, v in row.get("int8", row).items() if k.startswith(("auc", "steps"))}}
+        )
+    )
     return row
 
 
@@ -287,8 +338,10 @@ def prune(args: argparse.Namespace) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = pick_device(args.device)
     out, cache, videos = _paths(args)
     model, ckpt = load_checkpoint(Path(args.checkpoint))
+    model.to(device)
     base = Path(args.base or args.checkpoint)
     teacher_path = Path(args.teacher or base)
     teacher, teacher_ckpt = load_checkpoint(teacher_path)
@@ -304,9 +357,9 @@ def prune(args: argparse.Namespace) -> list[dict]:
         unpruned = load_checkpoint(base)[0]
     base_params, base_macs = count_parameters(unpruned), count_macs(unpruned, size)
     del unpruned
-    teacher.to(memory_format=torch.channels_last)
+    teacher.to(device, memory_format=torch.channels_last)
     distil = Distillation(teacher, teacher_size, args.lr, args.alpha, args.temperature)
-    stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed)
+    stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed, device, args.workers)
     table_path = out / "pruning.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else []
     done = {r["target"] for r in table}
@@ -320,10 +373,15 @@ def prune(args: argparse.Namespace) -> list[dict]:
             "macs": count_macs(model, size),
             "base_macs": base_macs,
             "seconds": round(level_seconds, 1),
-            **export_and_evaluate(
-                ckpt_path, out / level_name(target), cache, videos, args.limit, args.weight_bits
-            ),
         }
+        if args.no_evaluate:  # trained elsewhere (a GPU); export_and_evaluate runs where it serves
+            print(json.dumps(row), flush=True)
+            return
+        row.update(
+            export_and_evaluate(
+                ckpt_path, out / level_name(target), cache, videos, args.limit, args.weight_bits
+            )
+        )
         table.append(row)
         table.sort(key=lambda r: r["target"])
         table_path.write_text(json.dumps(table, indent=2) + "\n")
@@ -339,11 +397,11 @@ def prune(args: argparse.Namespace) -> list[dict]:
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
         model, _ = load_checkpoint(out / level_name(resume[-1]) / "model.pt")
-    model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last)
 
     pruner = tp.pruner.MetaPruner(
         model,
-        torch.zeros(1, 3, size, size),
+        torch.zeros(1, 3, size, size, device=device),
         importance=tp.importance.GroupTaylorImportance(),
         global_pruning=True,
         pruning_ratio=args.step_ratio * args.max_steps,
@@ -363,18 +421,19 @@ def prune(args: argparse.Namespace) -> list[dict]:
             accumulate_taylor(model, stream, args.importance_batches)
             pruner.step()
             step += 1
-            loss = finetune(model, distil, stream, args.step_finetune)
+            loss, _ = finetune(model, distil, stream, args.step_finetune)
             print(
                 f"step {step}: {1 - count_parameters(model) / base_params:.1%} of parameters removed, "
                 f"loss {loss:.4f}",
                 flush=True,
             )
-        finetune(model, distil, stream, args.level_finetune, decay=True)
+        _, recovery = finetune(model, distil, stream, args.level_finetune, decay=True, minutes=args.minutes)
         pruning = {
             "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative, "
             f"channels rounded to {args.round_to}, "
             + ("residual stream pruned too" if args.prune_residual else "residual stream kept"),
             "target_removed": target,
+            "recovery_steps": recovery,
             "teacher": str(args.teacher or base).replace(str(Path.home()), "~"),
             "base": str(base).replace(str(Path.home()), "~"),
             "command": command,
@@ -382,8 +441,16 @@ def prune(args: argparse.Namespace) -> list[dict]:
         ckpt_path = out / level_name(target) / "model.pt"
         save_level(model, ckpt, ckpt_path, pruning)
         record(target, ckpt_path, time.time() - started)
-    print(markdown(table))
+    if table and "int8" in table[0]:
+        print(markdown(table))
     return table
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: the GPU where there is one (the same commands run there, only faster), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -445,6 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda")
+    ap.add_argument("--workers", type=int, default=1, help="processes augmenting training crops")
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="time budget of each level's (or the control's) decaying fine-tune: its cosine ends by "
+        "steps or by the clock, whichever comes first (0: steps only)",
+    )
+    ap.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="save each level's weights without exporting or evaluating them (training on a GPU "
+        "machine that holds only the training crops; export and evaluate where the model serves)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--videos", default=str(evaluate_mod.VIDEOS))
     ap.add_argument("--no-videos", action="store_true")

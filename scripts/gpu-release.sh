@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The release's training (prune, recover, 7-bit control) on a lent GPU machine, which has PyTorch
+# but not our data or two of our packages: the training crops travel as JPEG parts
+# (detector.training.pack, one part per call), the packages as wheels in .whl. Export,
+# quantization, the gate and evaluation run where the model serves (make release-from).
+#
+#   bash scripts/gpu-release.sh smoke                 # packages, imports, GPU, step time
+#   bash scripts/gpu-release.sh receive               # keep this call's part of the crops
+#   bash scripts/gpu-release.sh run A_MIN B_MIN C_MIN  # chains A (one hop) and B (two hops)
+#
+# A_MIN and B_MIN bound each level's recovery, C_MIN the 7-bit control, in minutes (cosines end
+# by the clock: detector.training.prune --minutes). Weights and logs land in $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT" /tmp/pack
+export PYTHONUNBUFFERED=1
+WEIGHTS=models/weights/lite0-student.pt
+PY=${PY:-python3}           # (a local dry run: PY=.venv/bin/python DEVICE=cpu STEP_FT=1)
+DEVICE=${DEVICE:-cuda}
+STEP_FT=${STEP_FT:-40}
+CACHE=.cache/gpu-crops     # the training split alone: never the prepared cache
+FINAL=${FINAL:-0.64}        # the level shipped; B stops at 0.365 on the way (a dry run: 0.1)
+HOP=${HOP:-0.365}
+
+for part in .gpu/crops/part-*; do [ -d "$part" ] && cp -r "$part" /tmp/pack/; done
+ls /tmp/pack
+if [ ! -d /tmp/site/torch_pruning ]; then
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD
+
+case "${1:-}" in
+smoke)
+	nproc; nvidia-smi --query-gpu=name,memory.total --format=csv
+	python3 - <<'EOF'
+import time, torch, torch_pruning, efficientnet_lite_pytorch, onnx, onnxruntime, cv2, numpy
+from detector.training import pack, prune
+from detector.training.model import load_checkpoint
+from detector.training.losses import distillation_loss
+print("torch", torch.__version__, "numpy", numpy.__version__, "cv2", cv2.__version__, "tp", torch_pruning.__version__)
+dev = torch.device("cuda")
+model, _ = load_checkpoint(__import__("pathlib").Path("models/weights/lite0-student.pt"))
+teacher, _ = load_checkpoint(__import__("pathlib").Path("models/weights/lite0-student.pt"))
+model.to(dev, memory_format=torch.channels_last).train(); teacher.to(dev, memory_format=torch.channels_last)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+x = torch.randn(32, 3, 224, 224, device=dev).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 2, (32, 1), device=dev).float()
+for i in range(60):
+    if i == 10:
+        torch.cuda.synchronize(); t = time.time()
+    with torch.no_grad():
+        tl = teacher(x)
+    loss = distillation_loss(model(x), y, tl, 0.5, 2.0)
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.cuda.synchronize()
+print(f"step {1000 * (time.time() - t) / 50:.1f} ms at batch 32")
+import numpy as np
+from detector.training.augment import augment
+from detector.training.data import to_tensor
+rng = np.random.default_rng(0)
+img = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
+t = time.time()
+for _ in range(200):
+    to_tensor(augment(img, rng))
+print(f"augment {1000 * (time.time() - t) / 200:.2f} ms per crop, one process")
+EOF
+	;;
+receive) ;;
+run)
+	$PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	chain() {
+		local name=$1 levels=$2 minutes=$3
+		timeout $((LIMIT - 60 * ${C_MIN%.*} - 90)) $PY -m detector.training.prune $WEIGHTS --out .cache/gpu/$name --cache $CACHE --levels "$levels" \
+			--step-finetune $STEP_FT --level-finetune 50000 --minutes "$minutes" --importance-batches 2 \
+			--no-start --no-videos --no-evaluate --workers 7 --device $DEVICE >"$OUT/$name.log" 2>&1
+		local level  # the final level only: an earlier hop's must not pass for it
+		level=.cache/gpu/$name/$($PY -c "from detector.training.prune import level_name; print(level_name($FINAL))")
+		cp $level/model.pt "$OUT/$name-pruned.pt" || return
+		timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $level/model.pt --base $WEIGHTS \
+			--out .cache/gpu/$name-control --cache $CACHE --control-steps 50000 --minutes "$C_MIN" --weight-bits 7 \
+			--no-start --no-videos --no-evaluate --workers 7 --device $DEVICE >>"$OUT/$name.log" 2>&1
+		cp .cache/gpu/$name-control/control/model.pt "$OUT/$name-control.pt"
+	}
+	C_MIN=$4
+	LIMIT=${LIMIT:-540}  # seconds this call may take: the pruning is killed before the control's share
+	chain A $FINAL "$2" &
+	chain B $HOP,$FINAL "$3" &
+	wait
+	ls -la "$OUT"
+	;;
+*) echo "usage: $0 smoke|receive|run A_MIN B_MIN C_MIN" >&2; exit 2 ;;
+esac
