@@ -521,6 +521,8 @@ def test_a_paired_gain_is_beyond_the_noise_only_when_the_whole_interval_is():
     assert 0 < clear["low"] <= clear["gain"] <= clear["high"]
     same = paired_gain(labels, before, before + rng.normal(0, 0.01, 600), groups)
     assert same["low"] <= 0 <= same["high"] and abs(same["gain"]) < 0.01
+    with pytest.raises(ValueError, match="one label"):  # not an IndexError from an empty bootstrap
+        paired_gain(np.zeros(600), before, better, groups)
 
 
 def test_the_learning_rate_cosine_ends_with_the_steps_or_the_time_budget_whichever_comes_first():

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache)
     rows = validation_sample(select(read_manifest(cache), "val", None, set()), args.val_max)
     labels = np.array([r["label"] for r in rows])
+    if len(set(labels.tolist())) < 2:
+        ap.error(f"the validation sample in {cache} holds one label: no AUC to compare")
     groups = np.array([r["group"] for r in rows])
     scores = [score(Path(w), rows, cache) for w in args.weights]
     for i in range(1, len(scores)):

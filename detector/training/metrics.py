@@ -62,6 +62,8 @@ def paired_gain(
     gain is beyond the noise when the interval's low end is above zero (issue 20's stop rule).
     """
     labels = np.asarray(labels)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("a gain in AUC needs real and fake crops; these crops hold one label")
     diffs = [
         auc(labels[pick], after[pick]) - auc(labels[pick], before[pick])
         for pick in group_resamples(groups, rounds)
