@@ -58,8 +58,22 @@ def _training_data(cache: Path) -> dict:
         "sources": {k: v.get("found") for k, v in report.get("sources", {}).items()},
         "face_detector": report.get("detector"),
         "split": "splits/faces.csv (by group: DFDC source video, StarGAN identity, image otherwise)",
-        "terms": "research and non-commercial datasets (DFDC, FFHQ, CelebA/StarGAN, UTKFace, Yonsei); SFHQ under MIT",
+        "terms": "; ".join(TERMS[s] for s in report.get("sources", {}) if s in TERMS),
     }
+
+
+# What each face set's licence allows (../shared/data/README.md): the model inherits them all.
+TERMS = {
+    "dfdc": "DFDC: research, non-commercial",
+    "gan": "FFHQ: research, non-commercial; SFHQ: MIT",
+    "diffusion": "SFHQ-T2I: MIT",
+    "stargan": "CelebA/StarGAN: research, non-commercial",
+    "photoshop": "Yonsei real and fake faces: research, non-commercial",
+    "utkface": "UTKFace: research, non-commercial",
+    "ffpp": "FaceForensics++: research, non-commercial",
+    "political": "political deepfakes: MIT",
+    "sdfd": "SDFD: research use (no licence file)",
+}
 
 
 def _cli_args(train_args: dict) -> list[str]:
