@@ -21,8 +21,9 @@ OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT" /tmp/pack
 export PYTHONUNBUFFERED=1
 WEIGHTS=models/weights/lite0-student.pt
-PY=${PY:-python3}           # (a local dry run: PY=.venv/bin/python DEVICE=cpu STEP_FT=1)
+PY=${PY:-python3}           # (a local dry run: PY=.venv/bin/python DEVICE=cpu STEP_FT=1 WORKERS=1)
 DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-14}       # augmentation processes (16 cores there)
 STEP_FT=${STEP_FT:-40}
 CACHE=.cache/gpu-crops     # the training split alone: never the prepared cache
 LEVELS=${LEVELS:-0.365}     # the levels in turn, the last one kept (0.4.0: 0.365; a dry run: 0.04)
@@ -78,13 +79,13 @@ run)
 	LIMIT=${LIMIT:-540} # seconds this call may take: the pruning is killed before the control's share
 	timeout $((LIMIT - 60 * ${C_MIN%.*} - 60)) $PY -m detector.training.prune $WEIGHTS --out .cache/gpu/hops \
 		--cache $CACHE --levels "$LEVELS" --step-finetune $STEP_FT --level-finetune 50000 --minutes "$2" \
-		--importance-batches 2 --no-start --no-videos --no-evaluate --workers 14 --device $DEVICE >"$OUT/hops.log" 2>&1
+		--importance-batches 2 --no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >"$OUT/hops.log" 2>&1
 	# the final level only: an earlier hop's must not pass for it
 	level=.cache/gpu/hops/$($PY -c "from detector.training.prune import level_name; print(level_name($FINAL))")
 	cp $level/model.pt "$OUT/pruned.pt" || exit 1
 	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $level/model.pt --base $WEIGHTS \
 		--out .cache/gpu/control --cache $CACHE --control-steps 50000 --minutes "$C_MIN" --weight-bits 7 \
-		--no-start --no-videos --no-evaluate --workers 14 --device $DEVICE >>"$OUT/hops.log" 2>&1
+		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >>"$OUT/hops.log" 2>&1
 	cp .cache/gpu/control/control/model.pt "$OUT/control.pt"
 	ls -la "$OUT"
 	;;
