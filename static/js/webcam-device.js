@@ -339,6 +339,14 @@ window.UnmaskDevice = (function () {
       return dedupe(faces);
     }
 
+    // The card's thresholds are on the calibrated probability, sigmoid(logit / temperature +
+    // bias), as detector/calibration.py serves it: the raw sigmoid would judge on another scale.
+    const calibration = card.calibration || { method: "none" };
+    function calibrated(logit) {
+      if (!calibration.method || calibration.method === "none") return logit;
+      return logit / calibration.temperature + (calibration.bias || 0);
+    }
+
     // Fake probabilities for face boxes in an RGBA frame (one batch through the model).
     async function score(rgba, width, height, boxes) {
       if (!boxes.length) return [];
@@ -349,7 +357,7 @@ window.UnmaskDevice = (function () {
       });
       const input = new ort.Tensor("float32", batch, [boxes.length, 3, size, size]);
       const output = await session.run({ image: input });
-      return Array.from(output.logit.data, sigmoid);
+      return Array.from(output.logit.data, (logit) => sigmoid(calibrated(logit)));
     }
 
     function pixels(canvas) {
