@@ -326,11 +326,8 @@ def control(
             export_and_evaluate(ckpt_path, out / "control", cache, videos, args.limit, args.weight_bits)
         )
     (out / "control.json").write_text(json.dumps(row, indent=2) + "\n")
-    print(
-        json.dumps(
-            {"control": {k: v for k, v in row.get("int8", row).items() if k.startswith(("auc", "steps"))}}
-        )
-    )
+    shown = ("auc", "auc_jpeg95", "auc_jpeg30") if "int8" in row else ()
+    print(json.dumps({"control": {"steps": steps, **{k: row["int8"][k] for k in shown}}}))
     return row
 
 
@@ -442,8 +439,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
         ckpt_path = out / level_name(target) / "model.pt"
         save_level(model, ckpt, ckpt_path, pruning)
         record(target, ckpt_path, time.time() - started)
-    if table and "int8" in table[0]:
-        print(markdown(table))
+    print(markdown(table))
     return table
 
 
