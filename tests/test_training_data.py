@@ -652,25 +652,37 @@ def test_pack_carries_the_training_crops_in_parts_and_unpacks_them(tiny_cache, t
         unpack(tmp_path / "pack", tmp_path / "again")
 
 
-def test_prune_without_evaluation_saves_the_level_for_elsewhere(tmp_path, monkeypatch, tiny_cache):
+@pytest.mark.parametrize("bits", [8, 7])
+def test_prune_without_evaluation_saves_the_level_for_elsewhere(tmp_path, monkeypatch, tiny_cache, bits):
     """A GPU machine prunes and recovers (--no-evaluate) and returns the level's checkpoint;
-    export, quantization and evaluation happen where the model serves."""
+    export, quantization and evaluation happen where the model serves. With 7-bit weights the
+    recovery learns the grid itself: every convolution of the saved level lies on it."""
+    import torch
+
     from detector.training import prune as prune_mod
     from detector.training.model import load_checkpoint
+    from detector.training.qat import LIMIT
 
     run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
     out = tmp_path / "pruned"
     argv = [str(run_dir / "best.pt"), "--out", str(out), "--cache", str(tiny_cache), "--no-evaluate"]
     flags = (
         "--levels 0.1 --step-ratio 0.05 --importance-batches 1 --step-finetune 1 --level-finetune 2 "
-        "--batch 4 --threads 1 --no-start --device auto --workers 0"
+        f"--batch 4 --threads 1 --no-start --device auto --workers 0 --weight-bits {bits}"
     )
     argv += flags.split()
     assert prune_mod.main(argv) == 0
     model, ckpt = load_checkpoint(out / "p10" / "model.pt")
     assert ckpt["pruned"] and ckpt["pruning"]["recovery_steps"] == 2
+    assert ckpt["pruning"]["recovery_weight_bits"] == bits
     assert not (out / "p10" / "int8").exists() and not (out / "pruning.json").exists()
-    assert model(__import__("torch").zeros(1, 3, 64, 64)).shape == (1, 1)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1)
+    off_grid = 0.0
+    for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
+        w = conv.weight.detach().flatten(1)
+        steps = w / (w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / LIMIT)
+        off_grid = max(off_grid, float((steps - steps.round()).abs().max()))
+    assert (off_grid < 1e-3) == (bits == 7)
 
 
 @pytest.mark.slow

@@ -425,13 +425,17 @@ def prune(args: argparse.Namespace) -> list[dict]:
                 f"loss {loss:.4f}",
                 flush=True,
             )
+        if args.weight_bits == 7:  # the recovery learns the 7-bit grid too: no separate control
+            on_the_grid(model)
         _, recovery = finetune(model, distil, stream, args.level_finetune, decay=True, minutes=args.minutes)
+        bake(model)
         pruning = {
             "method": "torch-pruning MetaPruner, global, GroupTaylorImportance, iterative, "
             f"channels rounded to {args.round_to}, "
             + ("residual stream pruned too" if args.prune_residual else "residual stream kept"),
             "target_removed": target,
             "recovery_steps": recovery,
+            "recovery_weight_bits": args.weight_bits,
             "teacher": str(args.teacher or base).replace(str(Path.home()), "~"),
             "base": str(base).replace(str(Path.home()), "~"),
             "command": command,
@@ -502,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[8, 7],
         default=8,
         help="7: INT8 files whose weights no CPU's 16-bit pair sums can saturate; the control "
-        "fine-tune learns that grid (detector.training.qat)",
+        "fine-tune, or each level's recovery, learns that grid (detector.training.qat)",
     )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--alpha", type=float, default=0.5)
