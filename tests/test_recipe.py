@@ -84,7 +84,7 @@ def test_a_resumed_sampler_continues_with_the_same_batches():
 def test_the_release_gates_noise_is_a_bootstrap_over_groups():
     import numpy as np
 
-    from detector.training.release import _source_masks, bootstrap_noise
+    from detector.training.metrics import bootstrap_noise, source_masks
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 200)
@@ -94,10 +94,60 @@ def test_the_release_gates_noise_is_a_bootstrap_over_groups():
     assert 0.02 < noise < 0.08  # about 0.04 for 400 crops in 100 groups
     # ten groups of forty crops: fewer independent draws, more noise
     assert bootstrap_noise(labels, shipped, np.array([f"g{i // 40}" for i in range(400)])) > noise
-    rows = [{"label": 0, "source": "a"}, {"label": 1, "source": "a"}, {"label": 1, "source": "b"}]
-    masks = _source_masks(rows)
+    masks = source_masks(np.array([0, 1, 1]), np.array(["a", "a", "b"]))
     assert masks["a"].tolist() == [True, True, False]
     assert masks["b"].tolist() == [True, False, True]  # a fake-only set against every real face
+
+
+def _one_source_lost():
+    """Validation scores of three sources before and after, where the pooled AUC rises while
+    source b loses about 0.16."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    n = 240  # per source: 120 real, 120 fake, in 60 groups of 4
+    labels = np.tile(np.repeat([0, 1], n // 2), 3)
+    sources = np.repeat(["a", "b", "c"], n)
+    groups = np.array([f"{s}{i // 4}" for s, i in zip(sources, np.tile(np.arange(n), 3), strict=True)])
+    before = labels + rng.normal(0, 0.7, 3 * n)
+    after = before.copy()
+    b, c = sources == "b", sources == "c"
+    after[b] = labels[b] * 0.5 + rng.normal(0, 0.7, n)  # b lost about 0.1
+    after[c] = labels[c] + rng.normal(0, 0.25, n)  # c gained more than that
+    return labels, sources, groups, before, after
+
+
+def test_a_source_lost_beyond_its_noise_is_named_though_the_pooled_score_rises():
+    """The gate's rule and training's keep rule (``metrics.sources_fallen``): the sixth
+    continuation of 2026-12-02 gained pooled and lost the StyleGAN faces."""
+    from detector.training.metrics import auc, sources_fallen
+
+    labels, sources, groups, before, after = _one_source_lost()
+    assert auc(labels, after) > auc(labels, before)
+    judged = sources_fallen(labels, sources, groups, before, after)
+    assert [s for s, row in judged.items() if row["fallen"]] == ["b"]
+    assert judged["a"]["before"] == judged["a"]["after"] and 0 < judged["a"]["noise"] < 0.1
+
+
+def test_training_does_not_keep_weights_that_lose_a_source(tmp_path):
+    """A continuation's best weights are judged against its start as the gate would judge
+    them; a run log from before sources were saved beside the scores falls back to the pooled
+    rule rather than failing."""
+    import numpy as np
+
+    from detector.training.train import continuation_losses
+
+    labels, sources, groups, before, after = _one_source_lost()
+    np.savez(
+        tmp_path / "val_scores.npz", labels=labels, groups=groups, sources=sources, start=before, best=after
+    )
+    assert continuation_losses(tmp_path) == ["b"]
+    np.savez(
+        tmp_path / "val_scores.npz", labels=labels, groups=groups, sources=sources, start=before, best=before
+    )
+    assert continuation_losses(tmp_path) == []
+    np.savez(tmp_path / "val_scores.npz", labels=labels, groups=groups, start=before, best=after)
+    assert continuation_losses(tmp_path) == []
 
 
 # --- weights trained onto the 7-bit grid (detector.training.qat) ---

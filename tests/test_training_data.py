@@ -463,7 +463,9 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
     shutil.copy(weights, before)
     third = ["--run", "third", *common, "--init", str(weights), "--lr", "0.01"]
     assert train_mod.main(third) == 0
-    gain = json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["gain"]
+    third_line = json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]
+    gain = third_line["gain"]
+    assert isinstance(third_line["fallen"], list) and not (third_line["fallen"] and third_line["kept"])
     if gain is not None:  # None only where no step beat the start (the tiny set's chance)
         assert gain["low"] <= gain["gain"] <= gain["high"]
     assert json.loads(weights.with_suffix(".log.json").read_text())["continuations"][-1]["start"][

@@ -20,15 +20,22 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
 
 
-def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str, float]]:
-    """Pooled AUC, and each source's: its own two classes, or (a one-class source) its faces
-    against every real face of the split, rounded for the logs."""
-    labels = np.array([r["label"] for r in rows])
-    sources = np.array([r["source"] for r in rows])
+def source_masks(labels: np.ndarray, sources: np.ndarray) -> dict[str, np.ndarray]:
+    """Per source, the crops its AUC is computed on: its own two classes, or (one class only)
+    its faces against every real face of the split."""
+    labels, sources = np.asarray(labels), np.asarray(sources)
     out = {}
-    for source in sorted(set(sources)):
+    for source in sorted(set(sources.tolist())):
         own = sources == source
-        mask = own if len(set(labels[own])) == 2 else own | (labels == 0)
+        out[source] = own if len(set(labels[own].tolist())) == 2 else own | (labels == 0)
+    return out
+
+
+def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Pooled AUC, and each source's (``source_masks``), rounded for the logs."""
+    labels = np.array([r["label"] for r in rows])
+    out = {}
+    for source, mask in source_masks(labels, np.array([r["source"] for r in rows])).items():
         value = auc(labels[mask], scores[mask])
         if not np.isnan(value):
             out[source] = round(value, 4)
@@ -72,3 +79,45 @@ def paired_gain(
     low, high = np.percentile(diffs, [2.5, 97.5])
     gain = auc(labels, after) - auc(labels, before)
     return {"gain": round(gain, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+
+
+def bootstrap_noise(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, rounds: int = 400) -> float:
+    """Half the width of the 95 % interval of one model's AUC, resampling whole groups (crops,
+    where there are too few groups): how far the score moves from sampling alone."""
+    values = [
+        auc(labels[pick], scores[pick])
+        for pick in group_resamples(groups, rounds)
+        if len(set(labels[pick].tolist())) == 2
+    ]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(high - low) / 2
+
+
+def sources_fallen(
+    labels: np.ndarray,
+    sources: np.ndarray,
+    groups: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    rounds: int = 400,
+) -> dict[str, dict[str, float]]:
+    """Per source with both classes among its crops: AUC before and after, the noise of the
+    before model's (``bootstrap_noise``), and whether after fell by more than it.
+
+    Why per source: a pooled gain can hide a source the model now gets wrong (the sixth
+    continuation of 2026-12-02 gained 0.007 pooled and lost the StyleGAN faces beyond their
+    noise), so the release gate and training's keep rule judge every source the same way."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    table = {}
+    for source, mask in source_masks(labels, sources).items():
+        if len(set(labels[mask].tolist())) < 2:  # real faces only, and no fakes to rank them against
+            continue
+        old, new = auc(labels[mask], before[mask]), auc(labels[mask], after[mask])
+        noise = bootstrap_noise(labels[mask], before[mask], groups[mask], rounds)
+        table[source] = {
+            "before": round(old, 4),
+            "after": round(new, 4),
+            "noise": round(noise, 4),
+            "fallen": bool(old - new > noise),
+        }
+    return table

@@ -25,38 +25,11 @@ import numpy as np
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
-from .metrics import auc, group_resamples
+from .metrics import sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
 # The committed weights `make release` builds from (models/weights: their run log beside them).
 WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
-ROUNDS = 400
-
-
-def _source_masks(rows: list[dict]) -> dict[str, np.ndarray]:
-    """Per source, the crops its AUC is computed on: its own two classes, or (one class only)
-    its faces against every real face of the split."""
-    labels = np.array([r["label"] for r in rows])
-    sources = np.array([r["source"] for r in rows])
-    out = {}
-    for source in sorted(set(sources)):
-        own = sources == source
-        out[source] = own if len(set(labels[own])) == 2 else own | (labels == 0)
-    return out
-
-
-def bootstrap_noise(
-    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, rounds: int = ROUNDS
-) -> float:
-    """Half the width of the 95 % interval of one model's AUC, resampling whole groups (crops,
-    where there are too few groups): how far the score moves from sampling alone."""
-    values = [
-        auc(labels[pick], scores[pick])
-        for pick in group_resamples(groups, rounds)
-        if len(set(labels[pick])) == 2
-    ]
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(high - low) / 2
 
 
 def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, split: str = "val") -> dict:
@@ -67,15 +40,12 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
         scores[name] = predictor.predict(load_crops(cache, rows, predictor.input_size)).astype(np.float64)
     labels = np.array([r["label"] for r in rows])
     groups = np.array([r["group"] for r in rows])
-    table, refused = {}, []
-    for source, mask in _source_masks(rows).items():
-        if len(set(labels[mask])) < 2:  # real faces only, and no fakes to rank them against
-            continue
-        old, new = auc(labels[mask], scores["shipped"][mask]), auc(labels[mask], scores["candidate"][mask])
-        noise = bootstrap_noise(labels[mask], scores["shipped"][mask], groups[mask])
-        table[source] = {"shipped": round(old, 4), "candidate": round(new, 4), "noise": round(noise, 4)}
-        if old - new > noise:
-            refused.append(source)
+    sources = np.array([r["source"] for r in rows])
+    judged = sources_fallen(labels, sources, groups, scores["shipped"], scores["candidate"])
+    table = {
+        s: {"shipped": v["before"], "candidate": v["after"], "noise": v["noise"]} for s, v in judged.items()
+    }
+    refused = [s for s, v in judged.items() if v["fallen"]]
     return {
         "split": split,
         "shipped": str(shipped),

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select, validation_sample
 from .losses import distillation_loss
-from .metrics import auc_by_source, paired_gain
+from .metrics import auc_by_source, paired_gain, sources_fallen
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
 
@@ -241,8 +241,15 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
     log = json.loads(log_path.read_text()) if log_path.exists() else {"continuations": []}
     start = next((h for h in state["history"] if h["step"] == 0), None)
     top = max((h for h in state["history"] if h["step"] > 0), key=lambda h: h["val_auc"], default=None)
+    fallen = continuation_losses(run_dir) if args.init else []
     if args.init and start and top and top["val_auc"] <= start["val_auc"]:
         print(f"no validation gain over {args.init}: {target} left as it was", flush=True)
+        kept = False
+    elif fallen:
+        print(
+            f"{', '.join(fallen)} fell beyond the noise against {args.init}: {target} left as it was",
+            flush=True,
+        )
         kept = False
     else:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in best["model"].items()}
@@ -264,6 +271,8 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
             "best": top,
             # the pooled gain and its 95 % interval, groups resampled: the stop rule's noise
             "gain": continuation_gain(run_dir),
+            # sources the best weights lost beyond their noise: any, and they are not kept
+            "fallen": fallen,
             "kept": kept,
             "command": "python -m detector.training.train " + " ".join(getattr(args, "argv", [])),
         }
@@ -308,13 +317,14 @@ def evaluate_model(model: torch.nn.Module, val_set: CropSet) -> tuple[float, dic
 
 def keep_scores(run_dir: Path, rows: list[dict], name: str, scores: np.ndarray) -> None:
     """Write one model's validation scores (``start``, ``best``) beside the run, with the
-    labels and groups they were scored on, so the gain between two can be bootstrapped after a
-    resume too (``continuation_gain``)."""
+    labels, groups and sources they were scored on, so the gain between two can be bootstrapped
+    after a resume too (``continuation_gain``, ``continuation_losses``)."""
     path = run_dir / "val_scores.npz"
     kept = dict(np.load(path)) if path.exists() else {}
     kept.update(
         labels=np.array([r["label"] for r in rows]),
         groups=np.array([r["group"] for r in rows]),
+        sources=np.array([r["source"] for r in rows]),
         **{name: scores},
     )
     np.savez(path.with_suffix(".tmp.npz"), **kept)
@@ -331,6 +341,21 @@ def continuation_gain(run_dir: Path) -> dict[str, float] | None:
     if "start" not in kept or "best" not in kept:
         return None
     return paired_gain(kept["labels"], kept["start"], kept["best"], kept["groups"])
+
+
+def continuation_losses(run_dir: Path) -> list[str]:
+    """The sources whose validation AUC the best weights lost beyond their noise against the
+    start (``metrics.sources_fallen``, the release gate's rule): weights that gain pooled but
+    lose a source would be refused by the gate, so training does not keep them either. Empty
+    where the run did not start from weights or never improved."""
+    path = run_dir / "val_scores.npz"
+    if not path.exists():
+        return []
+    kept = np.load(path)
+    if not {"start", "best", "sources"} <= set(kept.files):
+        return []
+    judged = sources_fallen(kept["labels"], kept["sources"], kept["groups"], kept["start"], kept["best"])
+    return [source for source, row in judged.items() if row["fallen"]]
 
 
 def save_checkpoint(
