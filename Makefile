@@ -92,9 +92,11 @@ VERSION ?= 0.4.0
 FROM ?= committed
 TRAIN_MINUTES ?= 60
 TRAIN_STEPS ?= $(shell echo $$(( $(TRAIN_MINUTES) * 50 )))
+# the peak learning rate of each continuation (2e-4 for the first seven; lower once they converge)
+TRAIN_LR ?= 2e-4
 train: setup
 	$(PY) -m detector.training.train --run lite0-nine-$$(git rev-parse --short HEAD)$(if $(filter scratch,$(FROM)),-scratch,) \
-		$(if $(filter scratch,$(FROM)),,--init $(WEIGHTS)) --steps $(TRAIN_STEPS) --lr 2e-4 --eval-every 500 \
+		$(if $(filter scratch,$(FROM)),,--init $(WEIGHTS)) --steps $(TRAIN_STEPS) --lr $(TRAIN_LR) --eval-every 500 \
 		--ema 0.998 --minutes $(TRAIN_MINUTES) --save-weights $(WEIGHTS)
 
 # Issue 3's distillation: a Lite2 teacher at its native 260 px, then a Lite0 student taught by it
