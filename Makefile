@@ -128,8 +128,8 @@ prune: setup $(SHIPPED_CKPT)
 # falls below the shipped model's beyond a bootstrap interval; an accepted candidate is evaluated
 # (report, thresholds, calibration, parity) and copied into models/unmask-lite0. About three
 # hours on 2 cores. 0.4.0 is this recipe with its training run on a GPU in four minutes
-# (scripts/gpu-release.sh, then make release-from); 64 % removed, the 1.5 MB size, lost the
-# StyleGAN faces beyond the gate's noise twice (models/README.md).
+# (scripts/gpu-release.sh, then make release-from); 64 % removed, the 1.5 MB size, lost sources
+# beyond the gate's noise three times (models/README.md).
 release: setup
 	$(PY) -m detector.training.prune $(WEIGHTS) --out .cache/release --levels 0.365 \
 		--step-finetune 40 --level-finetune 2300 --importance-batches 2 --no-start --no-videos --no-evaluate
