@@ -7,9 +7,12 @@
 #   bash scripts/gpu-release.sh smoke            # packages, imports, GPU, step time
 #   bash scripts/gpu-release.sh receive          # keep this call's part of the crops
 #   bash scripts/gpu-release.sh run L_MIN C_MIN  # prune to $LEVELS, then the 7-bit control
+#   bash scripts/gpu-release.sh run L_MIN 0      # prune to $LEVELS, the recovery on the 7-bit grid
 #
 # L_MIN bounds each level's recovery, C_MIN the control, in minutes (the cosines end by the
-# clock: detector.training.prune --minutes); the steps each took are in the checkpoints
+# clock: detector.training.prune --minutes); with C_MIN 0 there is no control, each level's
+# recovery learns the 7-bit grid itself (prune --weight-bits 7) and pruned.pt is the candidate,
+# so the whole call goes into recovery. The steps each took are in the checkpoints
 # (pruning.recovery_steps) and the log. Weights and the log land in $OUT. Measured on an H200
 # with 16 cores (2026-12-04): 24 ms a step at batch 32 on the GPU, 5.9 ms of augmentation a
 # crop on one core, so two chains side by side ran 21 steps a second each. 0.4.0 is the chain
@@ -76,13 +79,17 @@ receive) ;;
 run)
 	$PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
 	C_MIN=$3
+	GRID=8
+	[ "$C_MIN" = 0 ] && GRID=7 # no control: the recovery learns the 7-bit grid
 	LIMIT=${LIMIT:-540} # seconds this call may take: the pruning is killed before the control's share
 	timeout $((LIMIT - 60 * ${C_MIN%.*} - 60)) $PY -m detector.training.prune $WEIGHTS --out .cache/gpu/hops \
 		--cache $CACHE --levels "$LEVELS" --step-finetune $STEP_FT --level-finetune 50000 --minutes "$2" \
-		--importance-batches 2 --no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >"$OUT/hops.log" 2>&1
+		--importance-batches 2 --no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE \
+		--weight-bits $GRID >"$OUT/hops.log" 2>&1
 	# the final level only: an earlier hop's must not pass for it
 	level=.cache/gpu/hops/$($PY -c "from detector.training.prune import level_name; print(level_name($FINAL))")
 	cp $level/model.pt "$OUT/pruned.pt" || exit 1
+	[ "$GRID" = 7 ] && { ls -la "$OUT"; exit 0; }
 	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $level/model.pt --base $WEIGHTS \
 		--out .cache/gpu/control --cache $CACHE --control-steps 50000 --minutes "$C_MIN" --weight-bits 7 \
 		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >>"$OUT/hops.log" 2>&1
