@@ -100,7 +100,7 @@ def sources_fallen(
     before: np.ndarray,
     after: np.ndarray,
     rounds: int = 400,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | bool]]:
     """Per source with both classes among its crops: AUC before and after, the noise of the
     before model's (``bootstrap_noise``), and whether after fell by more than it.
 
