@@ -112,7 +112,7 @@ def _one_source_lost():
     before = labels + rng.normal(0, 0.7, 3 * n)
     after = before.copy()
     b, c = sources == "b", sources == "c"
-    after[b] = labels[b] * 0.5 + rng.normal(0, 0.7, n)  # b lost about 0.1
+    after[b] = labels[b] * 0.5 + rng.normal(0, 0.7, n)  # b lost about 0.16
     after[c] = labels[c] + rng.normal(0, 0.25, n)  # c gained more than that
     return labels, sources, groups, before, after
 

@@ -42,6 +42,7 @@ def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str
     return auc(labels, scores), out
 
 
+ROUNDS = 400  # bootstrap draws behind every interval and noise figure here
 MIN_GROUPS = 10  # fewer groups than this: resample crops, a handful of groups is no interval
 
 
@@ -59,7 +60,7 @@ def group_resamples(groups: np.ndarray, rounds: int, seed: int = 0) -> Iterator[
 
 
 def paired_gain(
-    labels: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, rounds: int = 400
+    labels: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, rounds: int = ROUNDS
 ) -> dict[str, float]:
     """How much ``after`` beats ``before`` in AUC on the same crops, with the 95 % interval of
     that difference from resampling groups (both models on each draw, so what they share cancels).
@@ -81,7 +82,9 @@ def paired_gain(
     return {"gain": round(gain, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
 
 
-def bootstrap_noise(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, rounds: int = 400) -> float:
+def bootstrap_noise(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, rounds: int = ROUNDS
+) -> float:
     """Half the width of the 95 % interval of one model's AUC, resampling whole groups (crops,
     where there are too few groups): how far the score moves from sampling alone."""
     values = [
@@ -99,7 +102,7 @@ def sources_fallen(
     groups: np.ndarray,
     before: np.ndarray,
     after: np.ndarray,
-    rounds: int = 400,
+    rounds: int = ROUNDS,
 ) -> dict[str, dict[str, float | bool]]:
     """Per source with both classes among its crops: AUC before and after, the noise of the
     before model's (``bootstrap_noise``), and whether after fell by more than it.

@@ -331,14 +331,21 @@ def keep_scores(run_dir: Path, rows: list[dict], name: str, scores: np.ndarray) 
     path.with_suffix(".tmp.npz").replace(path)
 
 
-def continuation_gain(run_dir: Path) -> dict[str, float] | None:
-    """The best weights' pooled validation gain over the start, with its 95 % interval
-    (``metrics.paired_gain``); None where the run did not start from weights or never improved."""
+def _start_and_best(run_dir: Path, *needed: str) -> dict[str, np.ndarray] | None:
+    """The scores ``keep_scores`` wrote for the start and the best weights, with ``needed``
+    besides; None where the run did not start from weights, never improved, or predates them."""
     path = run_dir / "val_scores.npz"
     if not path.exists():
         return None
-    kept = np.load(path)
-    if "start" not in kept or "best" not in kept:
+    kept = dict(np.load(path))
+    return kept if {"start", "best", *needed} <= kept.keys() else None
+
+
+def continuation_gain(run_dir: Path) -> dict[str, float] | None:
+    """The best weights' pooled validation gain over the start, with its 95 % interval
+    (``metrics.paired_gain``); None where there is nothing to compare (``_start_and_best``)."""
+    kept = _start_and_best(run_dir)
+    if kept is None:
         return None
     return paired_gain(kept["labels"], kept["start"], kept["best"], kept["groups"])
 
@@ -347,12 +354,9 @@ def continuation_losses(run_dir: Path) -> list[str]:
     """The sources whose validation AUC the best weights lost beyond their noise against the
     start (``metrics.sources_fallen``, the release gate's rule): weights that gain pooled but
     lose a source would be refused by the gate, so training does not keep them either. Empty
-    where the run did not start from weights or never improved."""
-    path = run_dir / "val_scores.npz"
-    if not path.exists():
-        return []
-    kept = np.load(path)
-    if not {"start", "best", "sources"} <= set(kept.files):
+    where there is nothing to compare, or the scores were saved without their sources."""
+    kept = _start_and_best(run_dir, "sources")
+    if kept is None:
         return []
     judged = sources_fallen(kept["labels"], kept["sources"], kept["groups"], kept["start"], kept["best"])
     return [source for source, row in judged.items() if row["fallen"]]
