@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.training.augment import augment, color_jitter, jpeg, rescale, shift_scale
+from detector.training.augment import augment, color_jitter, h264, jpeg, rescale, shift_scale
 from detector.training.datasets import (
     assign_split,
     detect_layout,
@@ -273,16 +273,32 @@ def test_augment_keeps_shape_and_dtype(crop, seed):
     "transform",
     [
         lambda img, rng: jpeg(img, 30),
+        lambda img, rng: h264(img, 35),
         lambda img, rng: rescale(img, 0.4),
         lambda img, rng: color_jitter(img, rng),
         lambda img, rng: shift_scale(img, rng),
     ],
-    ids=["jpeg", "rescale", "color", "shift-scale"],
+    ids=["jpeg", "h264", "rescale", "color", "shift-scale"],
 )
 def test_each_augmentation_keeps_shape_and_changes_pixels(crop, transform):
     out = transform(crop, np.random.default_rng(1))
     assert out.shape == crop.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - crop).mean() > 0.5
+
+
+def test_h264_loses_more_at_a_higher_crf_the_same_way_every_time(crop):
+    """One intra frame through x264 and back: deterministic (one thread), and the stronger the
+    compression the further from the crop, as a video codec's quality scale should be."""
+    errors = [np.abs(h264(crop, crf).astype(int) - crop).mean() for crf in (18, 30, 42)]
+    assert errors[0] < errors[1] < errors[2]
+    assert np.array_equal(h264(crop, 30), h264(crop, 30))
+
+
+def test_h264_keeps_an_odd_sized_crop_whole(crop):
+    odd = np.ascontiguousarray(crop[:-1, :-3])
+    out = h264(odd, 30)
+    assert out.shape == odd.shape and out.dtype == np.uint8
+    assert np.array_equal(out[-1], odd[-1]) and not np.array_equal(out[:-1, :-1], odd[:-1, :-1])
 
 
 def _ellipse_landmarks(size: int = CROP_SIZE, n: int = 468) -> np.ndarray:

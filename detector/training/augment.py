@@ -2,11 +2,15 @@
 
 Sources differ in compression, scale and colour (FFHQ is pristine, some fakes were cut from
 figures): randomising all of these for real and fake alike stops the model from learning the
-file instead of the face. Pure numpy/OpenCV (no torchvision on this stack).
+file instead of the face. Video codecs get their own step: a frame from an H.264 stream carries
+block and chroma traces a JPEG does not, and a model that met them only on the video sources'
+fakes reads "video" as "fake" (real FaceForensics++ clips re-encoded as a social network does
+turned fake, issue 20). Pure numpy/OpenCV and PyAV (no torchvision on this stack).
 """
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 
@@ -16,6 +20,25 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         return image
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+
+
+def h264(image: np.ndarray, crf: int) -> np.ndarray:
+    """The crop as one intra frame of an x264 stream at ``crf`` (4:2:0, one thread so that a
+    data-loader worker stays on its core), decoded back; an odd edge keeps its last row/column."""
+    h, w = image.shape[:2]
+    eh, ew = h - h % 2, w - w % 2
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = ew, eh, "yuv420p"
+    encoder.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency", "threads": "1"}
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:eh, :ew]), format="rgb24")
+    packets = [*encoder.encode(frame.reformat(format="yuv420p")), *encoder.encode(None)]
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for p in [*packets, None] for f in decoder.decode(p)]
+    if not frames:
+        return image
+    out = image.copy()
+    out[:eh, :ew] = frames[0].to_ndarray(format="rgb24")
+    return out
 
 
 def rescale(image: np.ndarray, factor: float) -> np.ndarray:
@@ -46,7 +69,8 @@ def shift_scale(image: np.ndarray, rng: np.random.Generator, scale=(0.9, 1.1), s
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The training transform: geometry, colour, resolution, blur, noise, then JPEG 30..100."""
+    """The training transform: geometry, colour, resolution, blur, noise, then H.264 (CRF
+    23..40) and JPEG 30..100, in the order a video frame saved as a picture meets them."""
     img = image
     if rng.random() < 0.5:
         img = img[:, ::-1]
@@ -61,6 +85,8 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.15:
         noise = rng.normal(0, rng.uniform(2, 8), img.shape)
         img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.25:
+        img = h264(img, int(rng.integers(23, 41)))
     if rng.random() < 0.9:
         img = jpeg(img, int(rng.integers(30, 101)))
     return np.ascontiguousarray(img)
