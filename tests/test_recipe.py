@@ -210,6 +210,20 @@ def test_crops_at_a_smaller_scale_lose_detail_but_keep_their_size():
     )
 
 
+def test_crops_as_shared_also_pass_through_the_video_codec(face_image):
+    """The shared copy of a crop is the scaled one plus x264's loss at the social CRF: same size,
+    different pixels, and further from the original than scaling alone."""
+    import cv2
+    import numpy as np
+
+    from detector.training.evaluate import SOCIAL_CRF, at_scale
+
+    crops = np.stack([cv2.resize(face_image(i), (224, 224)) for i in range(2)])
+    scaled, shared = at_scale(crops, 1 / 2), at_scale(crops, 1 / 2, SOCIAL_CRF)
+    assert shared.shape == crops.shape and shared.dtype == np.uint8
+    assert np.abs(shared.astype(int) - crops).mean() > np.abs(scaled.astype(int) - crops).mean() + 0.2
+
+
 def test_the_model_pages_targets_say_how_far_each_figure_is_from_its_goal():
     report = json.loads((REPO_ROOT / "models" / "unmask-lite0" / "report.json").read_text())
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in targets(report).splitlines()[2:]}

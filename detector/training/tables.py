@@ -73,6 +73,30 @@ def clips(report: dict) -> str:
     return "\n".join(lines)
 
 
+def shared(report: dict) -> str:
+    """Per source, the test AUC of the crops as they are, at a 360p frame's scale, and at that
+    scale through x264 at the social CRF; then what the verdicts do to the reals so shared."""
+    if "shared_360p_crf35" not in report:
+        return "(this report predates the shared crops: run make evaluate)"
+    scale, copy = report["scale_360p"]["per_source_auc"], report["shared_360p_crf35"]
+    lines = ["| source | AUC | at 360p scale | 360p, x264 CRF 35 |", "| --- | ---: | ---: | ---: |"]
+    for name, row in report["per_source"].items():
+        lines.append(
+            f"| `{name}` | {row['auc']:.4f} | {scale.get(name, float('nan')):.4f} "
+            f"| {copy['per_source_auc'].get(name, float('nan')):.4f} |"
+        )
+    lines.append(
+        f"| **all, pooled** | **{report['auc']:.4f}** | {report['scale_360p']['auc']:.4f} | {copy['auc']:.4f} |"
+    )
+    v, mean = copy["verdicts"], copy["mean_real_score"]
+    lines.append(
+        f"\nShared so, reals called fake {_pct(v['real_called_fake'])} (as they are: "
+        f"{_pct(report['verdicts']['real_called_fake'])}), fakes called real {_pct(v['fake_called_real'])}, "
+        f"decided {_pct(v['decided'])}; the reals' mean P(fake) {mean['original']:.4f} -> {mean['shared']:.4f}."
+    )
+    return "\n".join(lines)
+
+
 def targets(report: dict) -> str:
     """Each target beside the measured figure and the distance still to go (0 when met)."""
     rows: list[tuple[str, float, float, bool]] = []  # what, measured, target, higher is better
@@ -116,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     report = json.loads((args.model / "report.json").read_text())
     print(f"## {report.get('version', '?')}: per source\n\n{per_source(report)}\n")
-    print(f"## Clips\n\n{clips(report)}\n\n## Issue 20's targets\n\n{targets(report)}")
+    print(f"## Clips\n\n{clips(report)}\n\n## Shared crops\n\n{shared(report)}\n")
+    print(f"## Issue 20's targets\n\n{targets(report)}")
     return 0
 
 
