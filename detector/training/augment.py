@@ -41,12 +41,19 @@ def h264(image: np.ndarray, crf: int) -> np.ndarray:
     return out
 
 
-def rescale(image: np.ndarray, factor: float) -> np.ndarray:
+def rescale(
+    image: np.ndarray, factor: float, crf: int | None = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The image shrunk by ``factor`` (as a smaller frame shows the face), through one x264 frame
+    at ``crf`` where given (as a shared video re-encodes the shrunk frame), and brought back to
+    size, linearly, or with ``rng`` half the time cubically."""
     h, w = image.shape[:2]
     small = cv2.resize(
-        image, (max(8, int(w * factor)), max(8, int(h * factor))), interpolation=cv2.INTER_AREA
+        image, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA
     )
-    interp = cv2.INTER_LINEAR if np.random.default_rng().random() < 0.5 else cv2.INTER_CUBIC
+    if crf is not None:
+        small = h264(small, crf)
+    interp = cv2.INTER_CUBIC if rng is not None and rng.random() < 0.5 else cv2.INTER_LINEAR
     return cv2.resize(small, (w, h), interpolation=interp)
 
 
@@ -70,7 +77,8 @@ def shift_scale(image: np.ndarray, rng: np.random.Generator, scale=(0.9, 1.1), s
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The training transform: geometry, colour, resolution, blur, noise, then H.264 (CRF
-    23..40) and JPEG 30..100, in the order a video frame saved as a picture meets them."""
+    23..40, at 0.3 to 1 of the size) and JPEG 30..100, in the order a frame of a shared video
+    saved as a picture meets them."""
     img = image
     if rng.random() < 0.5:
         img = img[:, ::-1]
@@ -79,14 +87,14 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.8:
         img = color_jitter(img, rng)
     if rng.random() < 0.3:
-        img = rescale(img, rng.uniform(0.35, 0.9))
+        img = rescale(img, rng.uniform(0.35, 0.9), rng=rng)
     if rng.random() < 0.15:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.5))
     if rng.random() < 0.15:
         noise = rng.normal(0, rng.uniform(2, 8), img.shape)
         img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    if rng.random() < 0.25:
-        img = h264(img, int(rng.integers(23, 41)))
+    if rng.random() < 0.25:  # a video frame, often from a smaller video than the crop
+        img = rescale(img, rng.uniform(0.3, 1.0), int(rng.integers(23, 41)), rng)
     if rng.random() < 0.9:
         img = jpeg(img, int(rng.integers(30, 101)))
     return np.ascontiguousarray(img)

@@ -38,7 +38,7 @@ from ..calibration import (
 from ..classifier import Predictor, sigmoid
 from ..config import REPO_ROOT, Settings
 from ..results import FRAME_SHARE, Thresholds
-from .augment import h264, jpeg
+from .augment import jpeg, rescale
 from .data import DEFAULT_CACHE, load_crops, read_manifest
 from .metrics import auc
 from .sbi import face_ellipse
@@ -260,21 +260,9 @@ def social_copy(source: Path, target: Path, height: int = SOCIAL_HEIGHT, crf: in
 
 
 def at_scale(crops: np.ndarray, factor: float, crf: int | None = None) -> np.ndarray:
-    """Crops shrunk by ``factor`` (as a smaller frame shows the face), through one H.264 frame at
-    ``crf`` where given (as a social network re-encodes the shrunk video), and brought back to
-    size, as the product's crop would resample them."""
-    import cv2
-
-    size = crops.shape[1]
-    small = max(8, round(size * factor))
-
-    def one(crop: np.ndarray) -> np.ndarray:
-        shrunk = cv2.resize(crop, (small, small), interpolation=cv2.INTER_AREA)
-        if crf is not None:
-            shrunk = h264(shrunk, crf)
-        return cv2.resize(shrunk, (size, size))
-
-    return np.stack([one(c) for c in crops])
+    """Crops as a smaller frame shows the face, and through x264 at ``crf`` where given, as a
+    social network re-encodes it (``augment.rescale``, one crop at a time)."""
+    return np.stack([rescale(c, factor, crf) for c in crops])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
