@@ -9,7 +9,7 @@ from collections import Counter
 from detector.config import REPO_ROOT
 from detector.training.release import provenance
 from detector.training.sampling import GroupSampler
-from detector.training.tables import per_source, targets
+from detector.training.tables import per_source, shared, targets
 
 
 def _rows() -> list[dict]:
@@ -234,6 +234,25 @@ def test_the_model_pages_targets_say_how_far_each_figure_is_from_its_goal():
     # Every two-class source has a decided row; one-class sets have none.
     assert "decided `dfdc`" in rows and "decided `sdfd`" not in rows
     assert per_source(report).count("\n") == len(report["per_source"]) + 2
+
+
+def test_the_model_page_shows_each_sources_auc_as_shared_beside_as_it_is():
+    report = json.loads((REPO_ROOT / "models" / "unmask-lite0" / "report.json").read_text())
+    table = shared(report)
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| `")
+    }
+    assert set(rows) == {f"`{name}`" for name in report["per_source"]}
+    copy = report["shared_360p_crf35"]
+    assert float(rows["`dfdc`"][3].rstrip(" |")) == copy["per_source_auc"]["dfdc"]
+    assert f"{copy['auc']:.4f} |" in table.splitlines()[-3]
+    assert _pct_text(copy["verdicts"]["real_called_fake"]) in table
+    # a report from before the shared crops says so instead of failing
+    assert "predates" in shared({k: v for k, v in report.items() if k != "shared_360p_crf35"})
+
+
+def _pct_text(x: float) -> str:
+    return f"reals called fake {100 * x:.1f} %"
 
 
 def test_a_release_card_says_which_weights_and_how_much_training_made_it():
