@@ -494,6 +494,12 @@ def test_training_continues_from_committed_weights_and_logs_each_continuation(
     assert gain_mod.main([str(before), str(weights), "--cache", str(tiny_cache), "--val-max", "100"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["before"] == str(before) and line["low"] <= line["gain"] <= line["high"]
+    assert line["shared"] is False and isinstance(line["fallen"], list)
+    # and on the validation crops as a shared video carries them
+    argv = [str(before), str(weights), "--cache", str(tiny_cache), "--val-max", "100", "--shared"]
+    assert gain_mod.main(argv) == 0
+    shared = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shared["shared"] is True and shared["low"] <= shared["gain"] <= shared["high"]
 
 
 @pytest.mark.slow
@@ -950,3 +956,25 @@ def test_background_dropout_keeps_the_face_ellipse_only_and_only_in_training(tin
     black = torch.tensor([(0.0 - m) / sd for m, sd in zip(spec.mean, spec.std, strict=True)]).view(3, 1)
     assert torch.allclose(always[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)
     assert not torch.allclose(never[0][0][:, outside], black.expand(3, int(outside.sum())), atol=1e-5)
+
+
+def test_an_evaluation_crop_set_can_show_the_crops_as_shared(tiny_cache):
+    """``gain --shared`` judges weights on the validation crops as a shared 360p video carries
+    them: the crop set applies the same transform as ``evaluate``'s shared figures, every time."""
+    from functools import partial
+
+    import torch
+
+    from detector.training.augment import rescale
+    from detector.training.data import CropSet, load_crops, read_manifest, to_tensor
+    from detector.training.evaluate import SOCIAL_CRF, SOCIAL_SCALE, at_scale
+
+    rows = [r for r in read_manifest(tiny_cache) if r["split"] == "val"][:2]
+    shared = CropSet(
+        tiny_cache, rows, False, CROP_SIZE, degrade=partial(rescale, factor=SOCIAL_SCALE, crf=SOCIAL_CRF)
+    )
+    plain = CropSet(tiny_cache, rows, False, CROP_SIZE)
+    expected = at_scale(load_crops(tiny_cache, rows, CROP_SIZE), SOCIAL_SCALE, SOCIAL_CRF)
+    for i in range(len(rows)):
+        assert torch.equal(shared[i][0], to_tensor(expected[i]))
+        assert not torch.equal(shared[i][0], plain[i][0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -85,8 +86,10 @@ class CropSet(Dataset):
         frame_mask: float = 0.0,
         background_dropout: float = 0.0,
         arch: str = "lite0",
+        degrade: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.cache, self.rows, self.train, self.size = cache, rows, train, size
+        self.degrade = degrade  # applied to every crop as stored, e.g. as a shared video makes it
         self.arch = arch
         self.sbi_rows = sbi_rows or []
         self.seed = seed
@@ -119,6 +122,8 @@ class CropSet(Dataset):
             r = self.sbi_rows[index - len(self.rows)]
             base = np.asarray(self._array(r["source"])[r["row"]])
             image, label = self_blend(base, self._landmarks(r["source"], r["row"]), rng), 1
+        if self.degrade is not None:
+            image = self.degrade(image)
         if self.train:
             image = augment(image, rng)
             if self.background_dropout and rng.random() < self.background_dropout:
