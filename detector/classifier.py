@@ -26,6 +26,21 @@ from .graph import for_serving
 log = logging.getLogger(__name__)
 
 
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What a truncated or foreign model file raises: ONNX Runtime's own errors (they derive from
+    Exception alone), protobuf's and ONNX's, and the plain ones a bad graph gives its reader.
+
+    Why not every Exception: a task runner interrupts a slow load by raising into it (Celery's
+    soft time limit), and that must reach the runner as itself, not as "model not installed"."""
+    from google.protobuf.message import Error as ProtobufError
+    from onnx.checker import ValidationError
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    ort_errors = [v for v in vars(ort_state).values() if isinstance(v, type) and issubclass(v, Exception)]
+    plain = (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RuntimeError)
+    return (ProtobufError, ValidationError, *plain, *ort_errors)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -138,7 +153,7 @@ class Predictor:
         try:
             graph = for_serving(path, self._lut, cpu=self.cpu, faster=self.rewrite)
             session = ort.InferenceSession(graph.model, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # a truncated or foreign file: protobuf's or ONNX Runtime's own errors
+        except _load_errors() as exc:
             raise ModelNotFound(f"Model file {path} is not a model ONNX Runtime can load: {exc}") from exc
         self._input = graph.input_name
         self._table = graph.table

@@ -62,6 +62,22 @@ def test_truncated_weights_are_model_not_found(tmp_path, model_dir, rewrite):
         predictor.load()
 
 
+def test_a_time_limit_during_the_load_is_not_a_missing_model(tmp_path, model_dir, monkeypatch):
+    """Celery stops a task past its soft limit by raising into it, model load included (a loaded
+    2-core worker took over a second); the job must fail as a timeout, not "model not installed"."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    import detector.classifier as classifier
+
+    def interrupted(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(classifier, "for_serving", interrupted)
+    predictor = Predictor(model_dir, Settings(model_dir=model_dir))
+    with pytest.raises(SoftTimeLimitExceeded):
+        predictor.load()
+
+
 def test_missing_weights_is_model_not_found(tmp_path, model_dir):
     shutil.copy(model_dir / "card.json", tmp_path / "card.json")
     predictor = Predictor(tmp_path, Settings(model_dir=tmp_path))  # the card alone loads
