@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from .augment import rescale
 from .data import DEFAULT_CACHE, CropSet, read_manifest, select, validation_sample
 from .evaluate import SOCIAL_CRF, SOCIAL_SCALE
-from .metrics import auc_by_source, paired_gain, sources_fallen
+from .metrics import auc_by_source, fallen, paired_gain, sources_fallen
 from .model import load_checkpoint
 from .train import predict
 
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "shared": args.shared,
             **paired_gain(labels, before, after, groups),
             "per_source": per_source,
-            "fallen": sorted(
-                s for s, v in sources_fallen(labels, sources, groups, before, after).items() if v["fallen"]
-            ),
+            "fallen": fallen(sources_fallen(labels, sources, groups, before, after)),
         }
         print(json.dumps(line), flush=True)
     return 0

@@ -124,3 +124,8 @@ def sources_fallen(
             "fallen": bool(old - new > noise),
         }
     return table
+
+
+def fallen(table: dict[str, dict[str, float | bool]]) -> list[str]:
+    """The sources ``sources_fallen`` found fallen, in its order (by name)."""
+    return [source for source, row in table.items() if row["fallen"]]

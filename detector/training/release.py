@@ -25,7 +25,7 @@ import numpy as np
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
-from .metrics import sources_fallen
+from .metrics import fallen, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
 # The committed weights `make release` builds from (models/weights: their run log beside them).
@@ -45,7 +45,7 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
     table = {
         s: {"shipped": v["before"], "candidate": v["after"], "noise": v["noise"]} for s, v in judged.items()
     }
-    refused = [s for s, v in judged.items() if v["fallen"]]
+    refused = fallen(judged)
     return {
         "split": split,
         "shipped": str(shipped),

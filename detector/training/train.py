@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select, validation_sample
 from .losses import distillation_loss
-from .metrics import auc_by_source, paired_gain, sources_fallen
+from .metrics import auc_by_source, fallen, paired_gain, sources_fallen
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
 
@@ -241,13 +241,13 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
     log = json.loads(log_path.read_text()) if log_path.exists() else {"continuations": []}
     start = next((h for h in state["history"] if h["step"] == 0), None)
     top = max((h for h in state["history"] if h["step"] > 0), key=lambda h: h["val_auc"], default=None)
-    fallen = continuation_losses(run_dir) if args.init else []
+    lost = continuation_losses(run_dir) if args.init else []
     if args.init and start and top and top["val_auc"] <= start["val_auc"]:
         print(f"no validation gain over {args.init}: {target} left as it was", flush=True)
         kept = False
-    elif fallen:
+    elif lost:
         print(
-            f"{', '.join(fallen)} fell beyond the noise against {args.init}: {target} left as it was",
+            f"{', '.join(lost)} fell beyond the noise against {args.init}: {target} left as it was",
             flush=True,
         )
         kept = False
@@ -272,7 +272,7 @@ def save_weights(run_dir: Path, target: Path, args: argparse.Namespace) -> None:
             # the pooled gain and its 95 % interval, groups resampled: the stop rule's noise
             "gain": continuation_gain(run_dir),
             # sources the best weights lost beyond their noise: any, and they are not kept
-            "fallen": fallen,
+            "fallen": lost,
             "kept": kept,
             "command": "python -m detector.training.train " + " ".join(getattr(args, "argv", [])),
         }
@@ -358,8 +358,9 @@ def continuation_losses(run_dir: Path) -> list[str]:
     kept = _start_and_best(run_dir, "sources")
     if kept is None:
         return []
-    judged = sources_fallen(kept["labels"], kept["sources"], kept["groups"], kept["start"], kept["best"])
-    return [source for source, row in judged.items() if row["fallen"]]
+    return fallen(
+        sources_fallen(kept["labels"], kept["sources"], kept["groups"], kept["start"], kept["best"])
+    )
 
 
 def save_checkpoint(
