@@ -150,6 +150,32 @@ def test_training_does_not_keep_weights_that_lose_a_source(tmp_path):
     assert continuation_losses(tmp_path) == []
 
 
+def test_training_judges_validation_as_shared_too(tmp_path):
+    """Weights that gain as shared at no cost as they are rank above the start, and a source
+    lost only as shared refuses them (0.4.0 read compression as forgery: clean crops hid it)."""
+    import numpy as np
+
+    from detector.training.train import continuation_gain, continuation_losses, judged_score
+
+    labels, sources, groups, before, after = _one_source_lost()
+    np.savez(
+        tmp_path / "val_scores.npz",
+        labels=labels,
+        groups=groups,
+        sources=sources,
+        start=before,
+        best=before,
+        start_shared=before,
+        best_shared=after,
+    )
+    assert continuation_losses(tmp_path) == ["b (shared)"]
+    assert continuation_gain(tmp_path)["gain"] == 0
+    assert continuation_gain(tmp_path, shared=True)["gain"] > 0
+    start = {"val_auc": 0.88, "val_auc_shared": 0.57}
+    assert judged_score({"val_auc": 0.878, "val_auc_shared": 0.66}) > judged_score(start)
+    assert judged_score({"val_auc": 0.8}) == 0.8  # a run from before shared scoring
+
+
 # --- weights trained onto the 7-bit grid (detector.training.qat) ---
 
 

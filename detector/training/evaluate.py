@@ -259,6 +259,13 @@ def social_copy(source: Path, target: Path, height: int = SOCIAL_HEIGHT, crf: in
     return target
 
 
+def as_shared(image: np.ndarray) -> np.ndarray:
+    """One crop as a shared 360p video carries it (``shared_360p_crf35``). Training's keep rule,
+    the release gate and ``gain --shared`` judge validation so too: 0.4.0 read heavy compression as
+    forgery, and scoring clean crops only cannot see that."""
+    return rescale(image, SOCIAL_SCALE, SOCIAL_CRF)
+
+
 def at_scale(crops: np.ndarray, factor: float, crf: int | None = None) -> np.ndarray:
     """Crops as a smaller frame shows the face, and through x264 at ``crf`` where given, as a
     social network re-encodes it (``augment.rescale``, one crop at a time)."""

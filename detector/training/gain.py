@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import rescale
 from .data import DEFAULT_CACHE, CropSet, read_manifest, select, validation_sample
-from .evaluate import SOCIAL_CRF, SOCIAL_SCALE
+from .evaluate import as_shared
 from .metrics import auc_by_source, fallen, paired_gain, sources_fallen
 from .model import load_checkpoint
 from .train import predict
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(labels.tolist())) < 2:
         ap.error(f"the validation sample in {cache} holds one label: no AUC to compare")
     groups = np.array([r["group"] for r in rows])
-    degrade = partial(rescale, factor=SOCIAL_SCALE, crf=SOCIAL_CRF) if args.shared else None
+    degrade = as_shared if args.shared else None
     sources = np.array([r["source"] for r in rows])
     scores = [score(Path(w), rows, cache, degrade) for w in args.weights]
     for i in range(1, len(scores)):

@@ -7,7 +7,8 @@ faces it now gets wrong), and one validation split is noisy. Both models score t
 split as served (INT8, this CPU's exact path); per source, a bootstrap over the source's groups
 (videos, identities; its crops where it has fewer than ``MIN_GROUPS``) gives the shipped model's
 95 % interval, and half its width is the source's noise. The gate refuses when any source's AUC
-falls by more than its noise. The shared clips are reported by
+falls by more than its noise, on the crops as they are or as a shared 360p video carries them
+(``evaluate.as_shared``: 0.4.0 lost most of its AUC there and clean crops cannot show it). The shared clips are reported by
 ``evaluate``, never used to choose. With ``--install`` an accepted candidate is evaluated on the
 test split (report, thresholds, calibration, parity) and copied over the shipped folder, the
 model it replaces kept beside it under its version.
@@ -25,6 +26,7 @@ import numpy as np
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
+from .evaluate import as_shared
 from .metrics import fallen, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
@@ -34,25 +36,37 @@ WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
 
 def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, split: str = "val") -> dict:
     rows = [r for r in read_manifest(cache) if r["split"] == split]
-    scores = {}
+    scores: dict[str, np.ndarray] = {}
     for name, folder in (("shipped", shipped), ("candidate", candidate)):
         predictor = Predictor(folder, Settings(model_dir=folder))
-        scores[name] = predictor.predict(load_crops(cache, rows, predictor.input_size)).astype(np.float64)
+        crops = load_crops(cache, rows, predictor.input_size)
+        scores[name] = predictor.predict(crops).astype(np.float64)
+        shared = np.stack([as_shared(c) for c in crops])
+        scores[f"{name}_shared"] = predictor.predict(shared).astype(np.float64)
     labels = np.array([r["label"] for r in rows])
     groups = np.array([r["group"] for r in rows])
     sources = np.array([r["source"] for r in rows])
     judged = sources_fallen(labels, sources, groups, scores["shipped"], scores["candidate"])
-    table = {
-        s: {"shipped": v["before"], "candidate": v["after"], "noise": v["noise"]} for s, v in judged.items()
-    }
-    refused = fallen(judged)
+    judged_shared = sources_fallen(
+        labels, sources, groups, scores["shipped_shared"], scores["candidate_shared"]
+    )
+
+    def table(judged: dict) -> dict:
+        return {
+            s: {"shipped": v["before"], "candidate": v["after"], "noise": v["noise"]}
+            for s, v in judged.items()
+        }
+
+    refused = fallen(judged) + [f"{s} (shared)" for s in fallen(judged_shared)]
     return {
         "split": split,
         "shipped": str(shipped),
         "candidate": str(candidate),
         "rule": "refused when a source's AUC falls by more than half the width of the shipped model's 95 % "
-        "bootstrap interval on it (groups resampled)",
-        "sources": table,
+        "bootstrap interval on it (groups resampled), on the crops as they are or as a shared 360p "
+        "video carries them (x264 CRF 35)",
+        "sources": table(judged),
+        "sources_shared": table(judged_shared),
         "refused_for": refused,
         "accepted": not refused,
     }
@@ -68,7 +82,11 @@ def install(candidate: Path, shipped: Path, cache: Path, version: str, gate_resu
     card = json.loads(card_path.read_text())
     card["version"] = version
     card.update(provenance(WEIGHTS))
-    card["release_gate"] = {k: gate_result[k] for k in ("split", "rule", "sources", "accepted")}
+    card["release_gate"] = {
+        k: gate_result[k]
+        for k in ("split", "rule", "sources", "sources_shared", "accepted")
+        if k in gate_result
+    }
     card.setdefault("commands", {})["release"] = (
         f"python -m detector.training.release {candidate} --install --version {version}"
     )
