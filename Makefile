@@ -5,7 +5,7 @@ SHARED ?= ../shared/data
 # In CI (CI=true) the test command also runs the tests marked slow.
 PYTEST_MARK := $(if $(filter true 1,$(CI)),,-m "not slow")
 
-.PHONY: setup run worker quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release release-from gate ablate export quantize mobile evaluate clean
+.PHONY: setup run worker quiz-pool vendor scan test test-all lint format bench load faults screenshots prepare train teacher train-kd prune release release-prune release-recover release-from gate ablate export quantize mobile evaluate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	bash scripts/system-deps.sh
@@ -124,17 +124,33 @@ prune: setup $(SHIPPED_CKPT)
 # parameters removed in small steps with distillation from themselves (40 steps after each cut,
 # 2,300 at the level), then 2,330 steps with the weights rounded to 7 bits
 # (detector.training.qat), INT8 with 7-bit weights (the same integers on every CPU at full
-# speed), then the gate (detector.training.release): it refuses when any source's validation AUC
-# falls below the shipped model's beyond a bootstrap interval; an accepted candidate is evaluated
-# (report, thresholds, calibration, parity) and copied into models/unmask-lite0. About three
-# hours on 2 cores. 0.4.0 is this recipe with its training run on a GPU in four minutes
+# speed), then the gate (detector.training.release): it refuses when any source's validation AUC,
+# on the crops as they are or as a shared 360p video carries them, falls below the shipped
+# model's beyond a bootstrap interval; an accepted candidate is evaluated (report, thresholds,
+# calibration, parity) and copied into models/unmask-lite0. About three hours on 2 cores, more
+# than a session: `make release` is its two halves, each under two hours and each its own
+# command, so a CPU release is two sessions. `make release-prune` cuts and recovers and writes
+# models/weights/lite0-pruned.pt (commit it); `make release-recover` continues from that file in
+# the next session and refuses it when the committed weights changed in between (prune records
+# their fingerprint). 0.4.0 is this recipe with its training run on a GPU in four minutes
 # (scripts/gpu-release.sh, then make release-from); 64 % removed, the 1.5 MB size, lost sources
 # beyond the gate's noise three times (models/README.md).
+PRUNED := models/weights/lite0-pruned.pt
+STEP_FT ?= 40
+LEVEL_FT ?= 2300
+CONTROL_STEPS ?= 2330
 release: setup
+	$(MAKE) release-prune
+	$(MAKE) release-recover
+
+release-prune: setup
 	$(PY) -m detector.training.prune $(WEIGHTS) --out .cache/release --levels 0.365 \
-		--step-finetune 40 --level-finetune 2300 --importance-batches 2 --no-start --no-videos --no-evaluate
-	$(PY) -m detector.training.prune .cache/release/p36/model.pt --base $(WEIGHTS) --out .cache/release-long \
-		--control-steps 2330 --weight-bits 7 --no-start --no-videos
+		--step-finetune $(STEP_FT) --level-finetune $(LEVEL_FT) --importance-batches 2 --no-start --no-videos --no-evaluate \
+		--half-copy $(PRUNED)
+
+release-recover: setup
+	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
+		--control-steps $(CONTROL_STEPS) --weight-bits 7 --no-start --no-videos
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there

@@ -150,6 +150,23 @@ def test_training_does_not_keep_weights_that_lose_a_source(tmp_path):
     assert continuation_losses(tmp_path) == []
 
 
+def test_a_pruned_model_recovers_only_from_the_weights_it_was_cut_from(tmp_path):
+    """The two halves of a CPU release run in different sessions (make release-prune, then
+    release-recover); weights trained on in between must not become the teacher unnoticed."""
+    import pytest
+
+    from detector.training.prune import check_base, fingerprint
+
+    cut_from, trained_since = tmp_path / "a.pt", tmp_path / "b.pt"
+    cut_from.write_bytes(b"weights as they were cut")
+    trained_since.write_bytes(b"weights trained on since")
+    ckpt = {"pruned": True, "pruning": {"base_fingerprint": fingerprint(cut_from)}}
+    check_base(ckpt, cut_from)
+    with pytest.raises(SystemExit, match="cut from other weights"):
+        check_base(ckpt, trained_since)
+    check_base({"pruned": True, "pruning": {}}, trained_since)  # pruned before fingerprints
+
+
 def test_training_judges_validation_as_shared_too(tmp_path):
     """Weights that gain as shared at no cost as they are rank above the start, and a source
     lost only as shared refuses them (0.4.0 read compression as forgery: clean crops hid it)."""

@@ -124,6 +124,7 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
         import torch_pruning as tp
 
         tp.load_state_dict(model, state_dict=ckpt["model"])
+        model.float()  # saved with FP16 weights between a CPU release's halves (prune --half-copy)
     else:
         model.load_state_dict(ckpt["model"])
     model.eval()

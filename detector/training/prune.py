@@ -16,6 +16,7 @@ INT8 and both files are evaluated exactly as they serve (``evaluate``). The tabl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -223,6 +224,25 @@ def protected_layers(model: nn.Module, prune_residual: bool = False) -> list[nn.
     return keep
 
 
+def fingerprint(path: Path) -> str:
+    """A short content hash of a weights file: a pruned model is recorded with the unpruned
+    weights it was cut from, and its recovery (``--base``) refuses other weights. The two halves
+    of a CPU release run in different sessions, and the committed weights may be trained on
+    between them; distilling a model from weights it was not cut from would go unnoticed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def check_base(ckpt: dict, base: Path) -> None:
+    """Refuse a pruned checkpoint whose recorded base (``fingerprint``) is not ``base``."""
+    recorded = ckpt.get("pruning", {}).get("base_fingerprint")
+    if recorded and recorded != fingerprint(base):
+        raise SystemExit(
+            f"the pruned checkpoint was cut from other weights than {base} (fingerprint {recorded}, "
+            f"{base} is {fingerprint(base)}): prune {base} again (make release-prune), or give --base "
+            "the weights it was cut from"
+        )
+
+
 def level_name(level: float) -> str:
     return f"p{round(level * 100):02d}"
 
@@ -236,6 +256,22 @@ def save_level(model: nn.Module, ckpt: dict, path: Path, pruning: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def save_half(model: nn.Module, ckpt_path: Path, target: Path) -> None:
+    """The level saved at ``ckpt_path`` again at ``target`` with FP16 weights: the file a CPU
+    release commits between its two halves (half the size; the recovery trains in FP32 again,
+    ``model.load_checkpoint``)."""
+    import copy
+
+    import torch_pruning as tp
+
+    payload = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    payload["model"] = tp.state_dict(copy.deepcopy(model).cpu().half())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(target)
 
 
 def export_and_evaluate(
@@ -341,6 +377,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     model, ckpt = load_checkpoint(Path(args.checkpoint))
     model.to(device)
     base = Path(args.base or args.checkpoint)
+    check_base(ckpt, base)
     teacher_path = Path(args.teacher or base)
     teacher, teacher_ckpt = load_checkpoint(teacher_path)
     teacher_size = teacher_ckpt.get("size") or 224
@@ -438,11 +475,14 @@ def prune(args: argparse.Namespace) -> list[dict]:
             "recovery_weight_bits": args.weight_bits,
             "teacher": str(args.teacher or base).replace(str(Path.home()), "~"),
             "base": str(base).replace(str(Path.home()), "~"),
+            "base_fingerprint": fingerprint(base),
             "command": command,
         }
         ckpt_path = out / level_name(target) / "model.pt"
         save_level(model, ckpt, ckpt_path, pruning)
         record(target, ckpt_path, time.time() - started)
+        if args.half_copy and target == levels[-1]:
+            save_half(model, ckpt_path, Path(args.half_copy))
     print(markdown(table))
     return table
 
@@ -527,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="save each level's weights without exporting or evaluating them (training on a GPU "
         "machine that holds only the training crops; export and evaluate where the model serves)",
+    )
+    ap.add_argument(
+        "--half-copy",
+        default="",
+        help="also write the last level with FP16 weights here (make release-prune: the file committed "
+        "between the two halves of a CPU release)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--videos", default=str(evaluate_mod.VIDEOS))
