@@ -8,7 +8,7 @@ split as served (INT8, this CPU's exact path); per source, a bootstrap over the 
 (videos, identities; its crops where it has fewer than ``MIN_GROUPS``) gives the shipped model's
 95 % interval, and half its width is the source's noise. The gate refuses when any source's AUC
 falls by more than its noise, on the crops as they are or as a shared 360p video carries them
-(``evaluate.as_shared``: 0.4.0 lost most of its AUC there and clean crops cannot show it). The shared clips are reported by
+(``evaluate.at_scale`` at the social scale and CRF: 0.4.0 lost most of its AUC there and clean crops cannot show it). The shared clips are reported by
 ``evaluate``, never used to choose. With ``--install`` an accepted candidate is evaluated on the
 test split (report, thresholds, calibration, parity) and copied over the shipped folder, the
 model it replaces kept beside it under its version.
@@ -26,7 +26,7 @@ import numpy as np
 from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
-from .evaluate import as_shared
+from .evaluate import SOCIAL_CRF, SOCIAL_SCALE, at_scale
 from .metrics import fallen, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
@@ -41,7 +41,7 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
         predictor = Predictor(folder, Settings(model_dir=folder))
         crops = load_crops(cache, rows, predictor.input_size)
         scores[name] = predictor.predict(crops).astype(np.float64)
-        shared = np.stack([as_shared(c) for c in crops])
+        shared = at_scale(crops, SOCIAL_SCALE, SOCIAL_CRF)  # as evaluate's shared_360p_crf35
         scores[f"{name}_shared"] = predictor.predict(shared).astype(np.float64)
     labels = np.array([r["label"] for r in rows])
     groups = np.array([r["group"] for r in rows])
