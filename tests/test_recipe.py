@@ -99,6 +99,30 @@ def test_the_release_gates_noise_is_a_bootstrap_over_groups():
     assert masks["b"].tolist() == [True, False, True]  # a fake-only set against every real face
 
 
+def test_a_source_with_one_group_is_resampled_by_clip_not_by_frame():
+    """Political validation is one person: its frames of one interview are near copies and count
+    once together, so its noise is wider than crop by crop; a source with many groups keeps them."""
+    import numpy as np
+
+    from detector.training.metrics import bootstrap_noise, noise_units
+
+    rng = np.random.default_rng(2)
+    frames = [f"real/p_vid_Talk{i % 2}_f{i:06d}.jpg" for i in range(200)]  # two interviews
+    photos = [f"real/p_photo_{i}.jpg" for i in range(20)] + [f"fake/p_{i}.jpg" for i in range(220)]
+    rows = [{"source": "political", "group": "p", "file": f} for f in frames + photos]
+    rows += [{"source": "dfdc", "group": f"v{i // 3}", "file": f"x{i}.jpg"} for i in range(60)]
+    units = noise_units(rows)
+    assert len(set(units[:200])) == 2  # each interview once
+    assert len(set(units[200:440])) == 240  # each photo and each fake alone
+    assert len(set(units[440:])) == 20  # dfdc's 20 videos, its groups
+
+    labels = np.array([0] * 220 + [1] * 220)
+    scores = np.concatenate([rng.normal(0.6 * (np.arange(200) % 2), 1), rng.normal(0, 1, 20)])
+    scores = np.concatenate([scores, rng.normal(1, 1, 220)])
+    by_crop = bootstrap_noise(labels, scores, np.arange(440).astype(str))
+    assert bootstrap_noise(labels, scores, units[:440]) > 1.5 * by_crop
+
+
 def _one_source_lost():
     """Validation scores of three sources before and after, where the pooled AUC rises while
     source b loses about 0.16."""

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from .data import DEFAULT_CACHE, CropSet, read_manifest, select, validation_sample
 from .evaluate import as_shared
-from .metrics import auc_by_source, fallen, paired_gain, sources_fallen
+from .metrics import auc_by_source, fallen, noise_units, paired_gain, sources_fallen
 from .model import load_checkpoint
 from .train import predict
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([r["label"] for r in rows])
     if len(set(labels.tolist())) < 2:
         ap.error(f"the validation sample in {cache} holds one label: no AUC to compare")
-    groups = np.array([r["group"] for r in rows])
+    groups = noise_units(rows)
     degrade = as_shared if args.shared else None
     sources = np.array([r["source"] for r in rows])
     scores = [score(Path(w), rows, cache, degrade) for w in args.weights]

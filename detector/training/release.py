@@ -27,7 +27,7 @@ from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
 from .evaluate import SOCIAL_CRF, SOCIAL_SCALE, at_scale
-from .metrics import fallen, sources_fallen
+from .metrics import fallen, noise_units, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
 # The committed weights `make release` builds from (models/weights: their run log beside them).
@@ -44,7 +44,7 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
         shared = at_scale(crops, SOCIAL_SCALE, SOCIAL_CRF)  # as evaluate's shared_360p_crf35
         scores[f"{name}_shared"] = predictor.predict(shared).astype(np.float64)
     labels = np.array([r["label"] for r in rows])
-    groups = np.array([r["group"] for r in rows])
+    groups = noise_units(rows)
     sources = np.array([r["source"] for r in rows])
     judged = sources_fallen(labels, sources, groups, scores["shipped"], scores["candidate"])
     judged_shared = sources_fallen(

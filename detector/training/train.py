@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select, validation_sample
 from .evaluate import as_shared
 from .losses import distillation_loss
-from .metrics import auc_by_source, fallen, paired_gain, sources_fallen
+from .metrics import auc_by_source, fallen, noise_units, paired_gain, sources_fallen
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
 
@@ -333,7 +333,7 @@ def keep_scores(run_dir: Path, rows: list[dict], name: str, scores: np.ndarray) 
     kept = dict(np.load(path)) if path.exists() else {}
     kept.update(
         labels=np.array([r["label"] for r in rows]),
-        groups=np.array([r["group"] for r in rows]),
+        groups=noise_units(rows),
         sources=np.array([r["source"] for r in rows]),
         **{name: scores},
     )
