@@ -88,7 +88,8 @@ prepare: setup
 # cores did 22 a minute; a GPU finishes the steps early); the last step is scored too, and with
 # --ema the weights kept are their running average.
 WEIGHTS := models/weights/lite0-student.pt
-VERSION ?= 0.4.0
+# the version the next release installs (0.4.0 is shipped)
+VERSION ?= 0.5.0
 FROM ?= committed
 TRAIN_MINUTES ?= 60
 TRAIN_STEPS ?= $(shell echo $$(( $(TRAIN_MINUTES) * 50 )))
@@ -139,6 +140,10 @@ PRUNED := models/weights/lite0-pruned.pt
 STEP_FT ?= 40
 LEVEL_FT ?= 2300
 CONTROL_STEPS ?= 2330
+# the 7-bit recovery's clock: its cosine ends by CONTROL_STEPS or by these minutes, whichever comes
+# first, so the second half ends settled inside a session on a slow CPU too (2 AVX-512 cores do
+# about 25 steps a minute)
+RECOVER_MINUTES ?= 100
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -150,7 +155,7 @@ release-prune: setup
 
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
-		--control-steps $(CONTROL_STEPS) --weight-bits 7 --no-start --no-videos
+		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there
