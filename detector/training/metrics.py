@@ -45,7 +45,7 @@ def auc_by_source(rows: list[dict], scores: np.ndarray) -> tuple[float, dict[str
 
 
 ROUNDS = 400  # bootstrap draws behind every interval and noise figure here
-MIN_GROUPS = 10  # fewer groups than this: resample crops, a handful of groups is no interval
+MIN_GROUPS = 10  # fewer groups than this: resample clips or crops, a handful of groups is no interval
 
 
 _FRAME_SUFFIX = re.compile(r"_f\d+$")  # political's interview frames: <clip>_f001900.jpg

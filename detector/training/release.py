@@ -5,11 +5,11 @@
 Why: a model that gains on the pooled score can still lose a source (the pooled AUC hides which
 faces it now gets wrong), and one validation split is noisy. Both models score the validation
 split as served (INT8, this CPU's exact path); per source, a bootstrap over the source's groups
-(videos, identities; ``metrics.noise_units``: its clips where it has fewer than ``MIN_GROUPS``) gives the shipped model's
-95 % interval, and half its width is the source's noise. The gate refuses when any source's AUC
-falls by more than its noise, on the crops as they are or as a shared 360p video carries them
-(``evaluate.at_scale`` at the social scale and CRF: 0.4.0 lost most of its AUC there and clean
-crops cannot show it). The shared clips are reported by
+(videos, identities; its clips where it has fewer than ``MIN_GROUPS``: ``metrics.noise_units``)
+gives the shipped model's 95 % interval, and half its width is the source's noise. The gate
+refuses when any source's AUC falls by more than its noise, on the crops as they are or as a
+shared 360p video carries them (``evaluate.at_scale`` at the social scale and CRF: 0.4.0 lost
+most of its AUC there and clean crops cannot show it). The shared clips are reported by
 ``evaluate``, never used to choose. With ``--install`` an accepted candidate is evaluated on the
 test split (report, thresholds, calibration, parity) and copied over the shipped folder, the
 model it replaces kept beside it under its version.
