@@ -58,7 +58,7 @@ def noise_units(rows: list[dict]) -> np.ndarray:
 
     Why: a source with a single validation group (political holds one person there) used to be
     resampled crop by crop, and its 202 real frames from two interviews counted as 202 independent
-    faces, so its noise was far too narrow and run 11 was refused for a fall of that size."""
+    faces, so its noise was far too narrow (run 11 was judged against it)."""
     by_source: dict[str, set[str]] = {}
     for r in rows:
         by_source.setdefault(r["source"], set()).add(r["group"])
