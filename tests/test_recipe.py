@@ -123,6 +123,32 @@ def test_a_source_with_one_group_is_resampled_by_clip_not_by_frame():
     assert bootstrap_noise(labels, scores, units[:440]) > 1.5 * by_crop
 
 
+def test_units_names_the_interview_whose_real_frames_turned_fake():
+    """``units`` tells which clip moved a fall: one interview's real frames scored higher (more
+    fake), the other interview and the fakes unchanged."""
+    import numpy as np
+
+    from detector.training.units import unit_scores
+
+    files = [f"real/p_vid_Talk{i % 2}_f{i:06d}.jpg" for i in range(40)] + [
+        f"fake/p_{i}.jpg" for i in range(40)
+    ]
+    rows = [
+        {"source": "political", "group": "p", "file": f, "label": int(f.startswith("fake"))} for f in files
+    ]
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([rng.uniform(0.0, 0.4, 40), rng.uniform(0.5, 1.0, 40)])
+    scores[1:40:2] += 0.4  # Talk1's frames turn towards fake
+    table = unit_scores(rows, scores)
+    talk0, talk1 = (table["units"][f"political:p:p_vid_Talk{k}"] for k in (0, 1))
+    assert (talk0["n"], talk0["label"], talk1["n"]) == (20, 0, 20)
+    assert talk1["mean"] > talk0["mean"] + 0.3
+    assert talk0["auc_vs_fakes"] == 1.0 and talk1["auc_vs_fakes"] < 0.9
+    assert talk1["auc_vs_fakes"] < table["auc"] < talk0["auc_vs_fakes"]
+    fakes = [u for u in table["units"].values() if u["label"] == 1]
+    assert len(fakes) == 40 and not any("auc_vs_fakes" in u for u in fakes)  # each fake alone
+
+
 def _one_source_lost():
     """Validation scores of three sources before and after, where the pooled AUC rises while
     source b loses about 0.16."""

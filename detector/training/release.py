@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.install and not args.version:
         ap.error("--install needs --version")
     result = gate(args.candidate, args.shipped, args.cache)
-    print(f"{'source':<12}{'shipped':>9}{'candidate':>11}{'noise':>9}")
-    for source, row in result["sources"].items():
-        mark = "  REFUSED" if source in result["refused_for"] else ""
-        print(f"{source:<12}{row['shipped']:>9.4f}{row['candidate']:>11.4f}{row['noise']:>9.4f}{mark}")
+    for title, key, suffix in (("as is", "sources", ""), ("as shared", "sources_shared", " (shared)")):
+        print(f"{'source ' + title:<20}{'shipped':>9}{'candidate':>11}{'noise':>9}")
+        for source, row in result[key].items():
+            mark = "  REFUSED" if source + suffix in result["refused_for"] else ""
+            print(f"{source:<20}{row['shipped']:>9.4f}{row['candidate']:>11.4f}{row['noise']:>9.4f}{mark}")
     (args.candidate / "release_gate.json").write_text(json.dumps(result, indent=2) + "\n")
     if not result["accepted"]:
         print(f"refused: worse than {args.shipped} beyond the noise on {', '.join(result['refused_for'])}")
