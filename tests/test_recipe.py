@@ -148,6 +148,19 @@ def test_units_names_the_interview_whose_real_frames_turned_fake():
     fakes = [u for u in table["units"].values() if u["label"] == 1]
     assert len(fakes) == 40 and not any("auc_vs_fakes" in u for u in fakes)  # each fake alone
 
+    # sharpness: a blurred crop is softer than itself sharp, and a score that follows it correlates
+    import cv2
+
+    from detector.training.units import sharpness
+
+    crop = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    soft, sharp = sharpness(np.stack([cv2.GaussianBlur(crop, (0, 0), 2.0), crop]))
+    assert soft < sharp - 1
+    focus = np.where(np.arange(80) < 40, 0.0, 1.0) + scores
+    with_focus = unit_scores(rows, scores, focus)
+    assert with_focus["sharpness_corr"] == {"0": 1.0, "1": 1.0}
+    assert all("sharpness" in u for u in with_focus["units"].values()) and "sharpness" not in talk0
+
 
 def _one_source_lost():
     """Validation scores of three sources before and after, where the pooled AUC rises while
