@@ -31,6 +31,7 @@ from .evaluate import SOCIAL_CRF, SOCIAL_SCALE, at_scale
 from .metrics import fallen, noise_units, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
+SHARED = " (shared)"  # how ``refused_for`` names a source fallen as shared
 # The committed weights `make release` builds from (models/weights: their run log beside them).
 WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
 
@@ -58,7 +59,7 @@ def gate(candidate: Path, shipped: Path = SHIPPED, cache: Path = DEFAULT_CACHE, 
             for s, v in judged.items()
         }
 
-    refused = fallen(judged) + [f"{s} (shared)" for s in fallen(judged_shared)]
+    refused = fallen(judged) + [s + SHARED for s in fallen(judged_shared)]
     return {
         "split": split,
         "shipped": str(shipped),
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.install and not args.version:
         ap.error("--install needs --version")
     result = gate(args.candidate, args.shipped, args.cache)
-    for title, key, suffix in (("as is", "sources", ""), ("as shared", "sources_shared", " (shared)")):
+    for title, key, suffix in (("as is", "sources", ""), ("as shared", "sources_shared", SHARED)):
         print(f"{'source ' + title:<20}{'shipped':>9}{'candidate':>11}{'noise':>9}")
         for source, row in result[key].items():
             mark = "  REFUSED" if source + suffix in result["refused_for"] else ""
