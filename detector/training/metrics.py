@@ -152,6 +152,9 @@ def sources_fallen(
     return table
 
 
+SHARED = " (shared)"  # how a source fallen as a shared video carries it is named, after the source
+
+
 def fallen(table: dict[str, dict[str, float | bool]]) -> list[str]:
     """The sources ``sources_fallen`` found fallen, in its order (by name)."""
     return [source for source, row in table.items() if row["fallen"]]

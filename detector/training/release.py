@@ -28,10 +28,9 @@ from ..classifier import Predictor
 from ..config import REPO_ROOT, Settings
 from .data import DEFAULT_CACHE, load_crops, read_manifest
 from .evaluate import SOCIAL_CRF, SOCIAL_SCALE, at_scale
-from .metrics import fallen, noise_units, sources_fallen
+from .metrics import SHARED, fallen, noise_units, sources_fallen
 
 SHIPPED = REPO_ROOT / "models" / "unmask-lite0"
-SHARED = " (shared)"  # how ``refused_for`` names a source fallen as shared
 # The committed weights `make release` builds from (models/weights: their run log beside them).
 WEIGHTS = REPO_ROOT / "models" / "weights" / "lite0-student.pt"
 

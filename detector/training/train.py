@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, select, validation_sample
 from .evaluate import as_shared
 from .losses import distillation_loss
-from .metrics import auc_by_source, fallen, noise_units, paired_gain, sources_fallen
+from .metrics import SHARED, auc_by_source, fallen, noise_units, paired_gain, sources_fallen
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
 from .sampling import GroupSampler
 
@@ -386,7 +386,7 @@ def continuation_losses(run_dir: Path) -> list[str]:
         judged = sources_fallen(
             kept["labels"], kept["sources"], kept["groups"], kept["start_shared"], kept["best_shared"]
         )
-        lost += [f"{source} (shared)" for source in fallen(judged)]
+        lost += [source + SHARED for source in fallen(judged)]
     return lost
 
 
