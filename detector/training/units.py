@@ -80,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in read_manifest(args.cache) if r["split"] == args.split and r["source"] == args.source]
     if not rows:
         ap.error(f"no {args.split} crops of {args.source} in {args.cache}")
+    by_size: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the crops and their sharpness, read once
     for folder in args.models:
         predictor = Predictor(folder, Settings(model_dir=folder))
-        crops = load_crops(args.cache, rows, predictor.input_size)
-        scores = predictor.predict(crops).astype(np.float64)
-        table = unit_scores(rows, scores, sharpness(crops))
+        if predictor.input_size not in by_size:
+            crops = load_crops(args.cache, rows, predictor.input_size)
+            by_size[predictor.input_size] = crops, sharpness(crops)
+        crops, sharp = by_size[predictor.input_size]
+        table = unit_scores(rows, predictor.predict(crops).astype(np.float64), sharp)
         print(json.dumps({"model": str(folder), "source": args.source, **table}))
     return 0
 
