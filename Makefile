@@ -95,10 +95,13 @@ TRAIN_MINUTES ?= 60
 TRAIN_STEPS ?= $(shell echo $$(( $(TRAIN_MINUTES) * 50 )))
 # the peak learning rate of each continuation (2e-4 for the first seven; lower once they converge)
 TRAIN_LR ?= 2e-4
+# e.g. TRAIN_REAL_WEIGHT=political=4: that source's real faces (and pairs) drawn 4 times as often
+TRAIN_REAL_WEIGHT ?=
 train: setup
 	$(PY) -m detector.training.train --run lite0-nine-$$(git rev-parse --short HEAD)$(if $(filter scratch,$(FROM)),-scratch,) \
 		$(if $(filter scratch,$(FROM)),,--init $(WEIGHTS)) --steps $(TRAIN_STEPS) --lr $(TRAIN_LR) --eval-every 500 \
-		--ema 0.998 --minutes $(TRAIN_MINUTES) --save-weights $(WEIGHTS)
+		--ema 0.998 --minutes $(TRAIN_MINUTES) --save-weights $(WEIGHTS) \
+		$(if $(TRAIN_REAL_WEIGHT),--real-weight $(TRAIN_REAL_WEIGHT),)
 
 # Issue 3's distillation: a Lite2 teacher at its native 260 px, then a Lite0 student taught by it
 # (sized for this 2-core CPU: 72 and about 45 minutes; checkpoints in ~/.cache/unmask/runs).

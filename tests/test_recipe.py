@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from detector.config import REPO_ROOT
 from detector.training.release import provenance
-from detector.training.sampling import GroupSampler
+from detector.training.sampling import GroupSampler, parse_weights
 from detector.training.tables import per_source, shared, targets
 
 
@@ -68,6 +70,31 @@ def test_every_batch_is_half_real_and_pairs_come_from_one_group_and_frame():
                 assert stem_f.startswith(stem_r)  # the edit of this very face
     sources = Counter(rows[i]["source"] for b in sampler for i in b if i < len(rows))
     assert sources["sdfd"] > 0 and sum(1 for b in sampler for i in b if i >= len(rows)) > 0
+
+
+def test_real_weight_draws_a_sources_real_faces_and_pairs_more_and_nothing_else():
+    rows = _rows()
+
+    def drawn(sampler: GroupSampler) -> tuple[Counter, Counter]:
+        reals, fakes = Counter(), Counter()
+        for batch in sampler:
+            for i in batch:
+                (fakes if rows[i]["label"] else reals)[rows[i]["source"]] += 1
+        return reals, fakes
+
+    plain_r, plain_f = drawn(GroupSampler(rows, batch=16, steps=300, seed=1))
+    heavy_r, heavy_f = drawn(GroupSampler(rows, batch=16, steps=300, seed=1, real_weight={"ffpp": 4}))
+    share = lambda c, s: c[s] / sum(c.values())  # noqa: E731
+    assert share(heavy_r, "ffpp") > 1.5 * share(plain_r, "ffpp")
+    # fakes come along only through pairs; the one-class source keeps its unpaired fake draws
+    assert abs(heavy_f["sdfd"] - plain_f["sdfd"]) < 0.25 * plain_f["sdfd"]
+    assert parse_weights("ffpp=4, political=2.5") == {"ffpp": 4.0, "political": 2.5}
+    assert parse_weights("") == {}
+    for bad in ("ffpp", "ffpp=0", "ffpp=x"):
+        with pytest.raises(ValueError):
+            parse_weights(bad)
+    with pytest.raises(ValueError, match="politcal"):
+        GroupSampler(rows, batch=8, steps=2, real_weight={"politcal": 4})
 
 
 def test_a_resumed_sampler_continues_with_the_same_batches():

@@ -38,7 +38,7 @@ from .data import DEFAULT_CACHE, CropSet, balanced_weights, read_manifest, selec
 from .losses import distillation_loss
 from .model import load_checkpoint
 from .qat import bake, on_the_grid
-from .sampling import GroupSampler
+from .sampling import GroupSampler, parse_weights
 from .train import progress
 
 DEFAULT_LEVELS = (0.2, 0.3, 0.35, 0.4, 0.5)
@@ -109,7 +109,14 @@ def _batches(
     )
     if train_args.get("sampling", "frames") == "groups":  # the nine-source student's draws
         sampler = GroupSampler(
-            rows, batch, 10**9, len(sbi_rows), sbi_share, float(train_args.get("pairs", 0.5)), seed=seed
+            rows,
+            batch,
+            10**9,
+            len(sbi_rows),
+            sbi_share,
+            float(train_args.get("pairs", 0.5)),
+            seed=seed,
+            real_weight=parse_weights(str(train_args.get("real_weight", ""))),
         )
         yield from DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin)
     weights = balanced_weights(rows, sbi_rows, sbi_share)

@@ -25,6 +25,17 @@ import numpy as np
 _FRAME = re.compile(r"_(\d+)$")
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``"political=4,ffpp=2"`` -> ``{"political": 4.0, "ffpp": 2.0}``; empty -> ``{}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        source, sep, factor = part.partition("=")
+        if not sep or float(factor) <= 0:
+            raise ValueError(f"expected source=factor with factor > 0, got {part!r}")
+        out[source.strip()] = float(factor)
+    return out
+
+
 def _pair_key(row: dict) -> tuple[str, str]:
     """How a fake names the real face it was made from, where its file name says so: the frame
     index for FaceForensics++ (``real_033_07`` and ``deepfakes_033_097_07``), the real stem as
@@ -45,6 +56,11 @@ class GroupSampler:
     real/fake pairs from groups that hold both, the fake matched to its own real where the file
     names say which (``_pair_key``). ``pair_share=0`` and ``by_group=False`` give frame-weighted
     draws (each crop of a source equally likely), the old sampling, for comparison.
+
+    ``real_weight`` multiplies a source's share of the real draws and of the pairs (``{"political":
+    4}``): a source whose real faces are called fake gets them, and the fakes made of the same
+    people, seen more often, without more of its unpaired fakes. Every other source keeps its
+    relative share.
     """
 
     def __init__(
@@ -58,6 +74,7 @@ class GroupSampler:
         by_group: bool = True,
         seed: int = 0,
         start: int = 0,
+        real_weight: dict[str, float] | None = None,
     ):
         self.batch, self.steps, self.start, self.seed = batch, steps, start, seed
         self.n_rows, self.sbi, self.sbi_share = len(rows), sbi, sbi_share if sbi else 0.0
@@ -68,9 +85,17 @@ class GroupSampler:
             key = r["group"] if by_group else f"{r['group']}#{i}"
             tree[r["label"]][r["source"]].setdefault(key, []).append(i)
         self._tree = {label: {s: list(g.values()) for s, g in by.items()} for label, by in tree.items()}
+        weigh = real_weight or {}
+        unknown = sorted(set(weigh) - {r["source"] for r in rows})
+        if unknown:
+            raise ValueError(f"real_weight names sources not among the rows: {', '.join(unknown)}")
         self._mass = {label: self._source_mass(by) for label, by in self._tree.items()}
+        if 0 in self._mass:
+            self._mass[0] = self._normalise({s: m * weigh.get(s, 1.0) for s, m in self._mass[0].items()})
         self._pairs = self._pairable(rows) if pair_share > 0 else {}
-        self._pair_mass = self._normalise({s: len(g) ** 0.5 for s, g in self._pairs.items()})
+        self._pair_mass = self._normalise(
+            {s: len(g) ** 0.5 * weigh.get(s, 1.0) for s, g in self._pairs.items()}
+        )
 
     @classmethod
     def _source_mass(cls, by_source: dict[str, list]) -> dict[str, float]:

@@ -30,7 +30,7 @@ from .evaluate import as_shared
 from .losses import distillation_loss
 from .metrics import SHARED, auc_by_source, fallen, noise_units, paired_gain, sources_fallen
 from .model import ARCHS, create_model, freeze_stem, load_checkpoint, load_weights
-from .sampling import GroupSampler
+from .sampling import GroupSampler, parse_weights
 
 RUNS = Path(os.environ.get("UNMASK_RUNS", Path.home() / ".cache" / "unmask" / "runs"))
 
@@ -178,6 +178,7 @@ def train(args: argparse.Namespace) -> Path:
             pair_share=args.pairs,
             seed=args.seed,
             start=state["step"],
+            real_weight=parse_weights(args.real_weight),
         )
         loader = DataLoader(train_set, batch_sampler=batches, num_workers=args.workers)
     else:
@@ -471,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate and keep an exponential average of the weights (decay, 0 = off)",
     )
     ap.add_argument("--pairs", type=float, default=0.5, help="share of a batch drawn as real/fake pairs")
+    ap.add_argument(
+        "--real-weight",
+        default="",
+        help="'source=factor,...': multiply these sources' share of real draws and pairs (GroupSampler)",
+    )
     ap.add_argument("--init", default="", help="start from these weights (committed FP16 or a checkpoint)")
     ap.add_argument("--save-weights", default="", help="write the best weights here (FP16) and log the run")
     return ap
