@@ -11,7 +11,7 @@ import pytest
 from detector.config import REPO_ROOT
 from detector.training.release import provenance
 from detector.training.sampling import GroupSampler, parse_weights
-from detector.training.tables import per_source, shared, targets
+from detector.training.tables import per_source, run_log, shared, targets
 
 
 def _rows() -> list[dict]:
@@ -367,6 +367,38 @@ def test_the_model_pages_targets_say_how_far_each_figure_is_from_its_goal():
     # Every two-class source has a decided row; one-class sets have none.
     assert "decided `dfdc`" in rows and "decided `sdfd`" not in rows
     assert per_source(report).count("\n") == len(report["per_source"]) + 2
+
+
+def test_the_run_log_table_counts_only_kept_steps_and_shows_each_gains_noise():
+    entry = {"val_auc": 0.80, "per_source": {}}
+    log = {
+        "continuations": [
+            {"date": "d1", "steps": 600, "minutes": 25.9, "kept": True, "start": entry, "best": entry},
+            {
+                "date": "d2",
+                "steps": 900,
+                "minutes": 30,
+                "kept": False,
+                "start": entry,
+                "best": {"val_auc": 0.81},
+                "gain": {"gain": 0.01, "low": -0.002, "high": 0.02},
+                "fallen": ["political"],
+            },
+            {
+                "date": "d3",
+                "steps": 400,
+                "minutes": 12,
+                "kept": True,
+                "start": None,
+                "best": None,
+                "fallen": [],
+            },
+        ]
+    }
+    rows = run_log(log).splitlines()[2:]
+    assert [r.split("|")[-2].strip() for r in rows] == ["600", "600", "1000"]
+    assert "+0.0100 (-0.0020 to +0.0200)" in rows[1] and "| political | no |" in rows[1]
+    assert "| none | yes |" in rows[2] and "0.8100" in rows[1]
 
 
 def test_the_model_page_shows_each_sources_auc_as_shared_beside_as_it_is():

@@ -1,6 +1,7 @@
 """The model page's tables, printed from a model folder's ``report.json``.
 
     python -m detector.training.tables models/unmask-lite0
+    python -m detector.training.tables --runs models/weights/lite0-student.log.json
 
 Why: every figure in ``models/README.md`` must be the one ``make evaluate`` measured; printing
 the tables from the report (per source, the clips and their shared copies, issue 20's targets
@@ -134,10 +135,41 @@ def targets(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _gain(g: dict | None) -> str:
+    return "–" if not g else f"{g['gain']:+.4f} ({g['low']:+.4f} to {g['high']:+.4f})"
+
+
+def run_log(log: dict) -> str:
+    """The training curve issue 20's stop rule is read from: each continuation of the committed
+    weights, where it started and ended on validation, its gain with the noise around it, and the
+    kept steps so far. A row's start and best are on the validation of its day (the split and the
+    sample changed on 2026-12-05), so rows compare by their gain, not across rows."""
+    head = "| # | date | steps | min | val start | val best | gain as is | gain as shared | fell | kept | kept steps |"
+    lines = [head, "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
+    kept_steps = 0
+    for i, c in enumerate(log["continuations"], 1):
+        kept_steps += c["steps"] if c["kept"] else 0
+        start, best = c.get("start") or {}, c.get("best") or {}
+        auc = lambda e: f"{e['val_auc']:.4f}" if "val_auc" in e else "–"  # noqa: E731
+        fell = ", ".join(c.get("fallen") or []) or ("–" if c.get("fallen") is None else "none")
+        lines.append(
+            f"| {i} | {c['date']} | {c['steps']} | {c['minutes']:.0f} | {auc(start)} | {auc(best)} "
+            f"| {_gain(c.get('gain'))} | {_gain(c.get('gain_shared'))} | {fell} "
+            f"| {'yes' if c['kept'] else 'no'} | {kept_steps} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="a model folder holding report.json")
+    ap.add_argument("model", type=Path, nargs="?", help="a model folder holding report.json")
+    ap.add_argument("--runs", type=Path, help="print this run log (<weights>.log.json) instead")
     args = ap.parse_args(argv)
+    if args.runs:
+        print(run_log(json.loads(args.runs.read_text())))
+        return 0
+    if args.model is None:
+        ap.error("give a model folder or --runs LOG")
     report = json.loads((args.model / "report.json").read_text())
     print(f"## {report.get('version', '?')}: per source\n\n{per_source(report)}\n")
     print(f"## Clips\n\n{clips(report)}\n\n## Shared crops\n\n{shared(report)}\n")
