@@ -135,6 +135,10 @@ def targets(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _auc(entry: dict) -> str:
+    return f"{entry['val_auc']:.4f}" if "val_auc" in entry else "–"
+
+
 def _gain(g: dict | None) -> str:
     return "–" if not g else f"{g['gain']:+.4f} ({g['low']:+.4f} to {g['high']:+.4f})"
 
@@ -150,10 +154,9 @@ def run_log(log: dict) -> str:
     for i, c in enumerate(log["continuations"], 1):
         kept_steps += c["steps"] if c["kept"] else 0
         start, best = c.get("start") or {}, c.get("best") or {}
-        auc = lambda e: f"{e['val_auc']:.4f}" if "val_auc" in e else "–"  # noqa: E731
         fell = ", ".join(c.get("fallen") or []) or ("–" if c.get("fallen") is None else "none")
         lines.append(
-            f"| {i} | {c['date']} | {c['steps']} | {c['minutes']:.0f} | {auc(start)} | {auc(best)} "
+            f"| {i} | {c['date']} | {c['steps']} | {c['minutes']:.0f} | {_auc(start)} | {_auc(best)} "
             f"| {_gain(c.get('gain'))} | {_gain(c.get('gain_shared'))} | {fell} "
             f"| {'yes' if c['kept'] else 'no'} | {kept_steps} |"
         )

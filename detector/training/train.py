@@ -166,8 +166,6 @@ def train(args: argparse.Namespace) -> Path:
             state["best_auc"] = entry["score"]
             save(run_dir / "best.pt", best=True)
 
-    if args.init and state["step"] == 0 and not state["history"]:
-        evaluate_and_keep(start=True)  # where this continuation starts, for the run log
     if args.sampling == "groups":
         batches = GroupSampler(
             train_rows,
@@ -194,6 +192,9 @@ def train(args: argparse.Namespace) -> Path:
             drop_last=True,
             persistent_workers=False,
         )
+    # after the sampler, which refuses a bad --real-weight before minutes of scoring
+    if args.init and state["step"] == 0 and not state["history"]:
+        evaluate_and_keep(start=True)  # where this continuation starts, for the run log
     model.train()
     for m in frozen:
         m.eval()
