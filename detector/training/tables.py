@@ -154,7 +154,8 @@ def run_log(log: dict) -> str:
     for i, c in enumerate(log["continuations"], 1):
         kept_steps += c["steps"] if c["kept"] else 0
         start, best = c.get("start") or {}, c.get("best") or {}
-        fell = ", ".join(c.get("fallen") or []) or ("–" if c.get("fallen") is None else "none")
+        fallen = c.get("fallen")  # None: logged before the keep rule named fallen sources
+        fell = "–" if fallen is None else ", ".join(fallen) or "none"
         lines.append(
             f"| {i} | {c['date']} | {c['steps']} | {c['minutes']:.0f} | {_auc(start)} | {_auc(best)} "
             f"| {_gain(c.get('gain'))} | {_gain(c.get('gain_shared'))} | {fell} "
