@@ -147,6 +147,9 @@ CONTROL_STEPS ?= 2330
 # first, so the second half ends settled inside a session on a slow CPU too (2 AVX-512 cores do
 # about 25 steps a minute)
 RECOVER_MINUTES ?= 100
+# release-prune's clock the same way: its 2,300-step recovery at the last level ends by these minutes
+# if the CPU is slower than 25 steps a minute, so the cut lands inside one session
+PRUNE_MINUTES ?= 80
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -154,7 +157,7 @@ release: setup
 release-prune: setup
 	$(PY) -m detector.training.prune $(WEIGHTS) --out .cache/release --levels 0.365 \
 		--step-finetune $(STEP_FT) --level-finetune $(LEVEL_FT) --importance-batches 2 --no-start --no-videos --no-evaluate \
-		--half-copy $(PRUNED)
+		--minutes $(PRUNE_MINUTES) --half-copy $(PRUNED)
 
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
