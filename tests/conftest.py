@@ -149,6 +149,24 @@ def gradient(width: int = 320, height: int = 240) -> np.ndarray:
     return np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
+def red_corner(image: np.ndarray, inset: int) -> str:
+    """The one corner of ``image`` holding a red mark, looked for ``inset`` pixels in from the edges.
+
+    Rotation tests (EXIF for photos, the display matrix for videos) mark one corner of the stored
+    picture and ask where it ends up once the picture is shown upright.
+    """
+    h, w = image.shape[:2]
+    corners = {
+        "top-left": (inset, inset),
+        "top-right": (inset, w - 1 - inset),
+        "bottom-left": (h - 1 - inset, inset),
+        "bottom-right": (h - 1 - inset, w - 1 - inset),
+    }
+    red = [name for name, (y, x) in corners.items() if image[y, x, 0] > 200 and image[y, x, 1] < 80]
+    assert len(red) == 1, f"expected the mark in exactly one corner, found {red}"
+    return red[0]
+
+
 def truncate(path: Path, fraction: float = 0.5) -> Path:
     """Cut a file to ``fraction`` of its bytes, as an interrupted download or copy leaves it."""
     data = path.read_bytes()
@@ -190,9 +208,11 @@ def make_clip_fixture() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def media() -> SimpleNamespace:
-    """Small media helpers: ``paste_faces``, ``gradient``, ``save_image``, ``truncate``, ``face_photo_path``."""
+    """Small media helpers: ``paste_faces``, ``gradient``, ``save_image``, ``truncate``,
+    ``face_photo_path``, ``red_corner``."""
     return SimpleNamespace(
         paste_faces=paste_faces,
+        red_corner=red_corner,
         gradient=gradient,
         save_image=save_image,
         truncate=truncate,

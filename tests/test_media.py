@@ -128,19 +128,6 @@ def _marked(width: int = 60, height: int = 40) -> np.ndarray:
     return image
 
 
-def _corner_of_mark(image: np.ndarray) -> str:
-    h, w = image.shape[:2]
-    corners = {
-        "top-left": (2, 2),
-        "top-right": (2, w - 3),
-        "bottom-left": (h - 3, 2),
-        "bottom-right": (h - 3, w - 3),
-    }
-    red = [name for name, (y, x) in corners.items() if image[y, x, 0] > 200 and image[y, x, 1] < 80]
-    assert len(red) == 1, f"expected the mark in one corner, found {red}"
-    return red[0]
-
-
 # EXIF orientation: how the stored pixels must be turned to be seen upright.
 @pytest.mark.parametrize(
     ("orientation", "shape", "corner"),
@@ -151,7 +138,7 @@ def _corner_of_mark(image: np.ndarray) -> str:
         (8, (60, 40, 3), "bottom-left"),  # rotate 90 counter-clockwise to view
     ],
 )
-def test_exif_orientation_applied(tmp_path, orientation, shape, corner):
+def test_exif_orientation_applied(tmp_path, media, orientation, shape, corner):
     img = Image.fromarray(_marked())
     exif = img.getexif()
     exif[0x0112] = orientation
@@ -159,7 +146,7 @@ def test_exif_orientation_applied(tmp_path, orientation, shape, corner):
     img.save(path, quality=95, exif=exif)
     upright = load_image(path, SETTINGS)
     assert upright.shape == shape
-    assert _corner_of_mark(upright) == corner
+    assert media.red_corner(upright, inset=2) == corner
 
 
 def test_grey_image_becomes_rgb(tmp_path, media, face_image):

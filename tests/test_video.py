@@ -31,19 +31,6 @@ def _frame_number(image: np.ndarray) -> int:
     return round(float(image.mean()) / 8)
 
 
-def _red_corner(image: np.ndarray) -> str:
-    h, w = image.shape[:2]
-    corners = {
-        "top-left": (5, 5),
-        "top-right": (5, w - 6),
-        "bottom-left": (h - 6, 5),
-        "bottom-right": (h - 6, w - 6),
-    }
-    red = [name for name, (y, x) in corners.items() if image[y, x, 0] > 200 and image[y, x, 1] < 80]
-    assert len(red) == 1, f"expected the mark in exactly one corner, found {red}"
-    return red[0]
-
-
 def _decode_all(path, settings: Settings = SETTINGS) -> list:
     info = probe_video(path, settings)
     return [frame.image for frame in iter_frames(path, info, settings)]
@@ -98,12 +85,12 @@ def _yuv_to_rgb(frame) -> np.ndarray:
 @pytest.mark.parametrize(
     ("rotation", "shape", "corner"), [(0, (240, 320, 3), "top-left"), (90, (320, 240, 3), "bottom-left")]
 )
-def test_yuv420p_frames_are_upright(tmp_path, make_clip, rotation, shape, corner):
+def test_yuv420p_frames_are_upright(tmp_path, make_clip, media, rotation, shape, corner):
     clip = make_clip(tmp_path / "phone.mp4", seconds=0.4, rotation=rotation, draw=_mark_top_left)
     for frame in iter_frames(clip, settings=SETTINGS, threads=1):
         yuv = frame.yuv420p()
         assert (yuv.format.name, yuv.height, yuv.width) == ("yuv420p", *shape[:2])
-        assert _red_corner(_yuv_to_rgb(yuv)) == corner
+        assert media.red_corner(_yuv_to_rgb(yuv), inset=5) == corner
 
 
 @pytest.mark.parametrize(
@@ -208,14 +195,14 @@ def test_other_containers(tmp_path, make_clip, name, codec, decoded):
         (180, (240, 320, 3), "bottom-right"),
     ],
 )
-def test_rotation_metadata_honoured(tmp_path, make_clip, rotation, shape, corner):
+def test_rotation_metadata_honoured(tmp_path, make_clip, media, rotation, shape, corner):
     clip = make_clip(tmp_path / "phone.mp4", seconds=0.4, rotation=rotation, draw=_mark_top_left)
     info = probe_video(clip, SETTINGS)
     assert info.rotation % 360 == rotation % 360
     assert (info.height, info.width) == shape[:2]
     for image in _decode_all(clip):
         assert image.shape == shape
-        assert _red_corner(image) == corner
+        assert media.red_corner(image, inset=5) == corner
     sampled = next(iter(sample_frames(clip, 1, SETTINGS)))
     assert sampled.image.shape == shape
 
