@@ -150,6 +150,9 @@ RECOVER_MINUTES ?= 100
 # release-prune's clock the same way: its 2,300-step recovery at the last level ends by these minutes
 # if the CPU is slower than 25 steps a minute, so the cut lands inside one session
 PRUNE_MINUTES ?= 80
+# empty: the recovery draws real faces as the student's training did; e.g. political=8,ffpp=2 to
+# draw a source that pruning cost more often (prune --real-weight)
+RECOVER_REAL_WEIGHT ?=
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -161,7 +164,8 @@ release-prune: setup
 
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
-		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos
+		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos \
+		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT))
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there

@@ -97,6 +97,19 @@ def test_real_weight_draws_a_sources_real_faces_and_pairs_more_and_nothing_else(
         GroupSampler(rows, batch=8, steps=2, real_weight={"politcal": 4})
 
 
+def test_a_recovery_can_draw_a_source_that_pruning_cost_more_often():
+    from detector.training.prune import build_parser, draws
+
+    ckpt = {"args": {"sampling": "groups", "pairs": 0.5, "real_weight": "political=4,ffpp=2"}}
+    assert draws(ckpt) == ckpt["args"]  # by default as the student was trained
+    heavier = draws(ckpt, build_parser().parse_args(["x.pt", "--real-weight", "political=8"]).real_weight)
+    assert heavier == {"sampling": "groups", "pairs": 0.5, "real_weight": "political=8"}
+    assert ckpt["args"]["real_weight"] == "political=4,ffpp=2"  # the checkpoint is not changed
+    assert draws(ckpt, "")["real_weight"] == ""  # '' draws every source's reals alike
+    with pytest.raises(ValueError, match="political"):
+        draws(ckpt, "political")
+
+
 def test_a_resumed_sampler_continues_with_the_same_batches():
     rows = _rows()
     whole = list(GroupSampler(rows, batch=8, steps=30, seed=7))

@@ -90,6 +90,17 @@ def batches(
         yield x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
 
 
+def draws(ckpt: dict, real_weight: str | None = None) -> dict:
+    """The training arguments the batches are drawn by: the student's own, or with its sources'
+    real-face weights replaced (``--real-weight``: a recovery that must win one source back, as
+    political after the 2026-12-05 cut, can draw that source's real faces more than training did)."""
+    train_args = dict(ckpt.get("args", {}))
+    if real_weight is not None:
+        parse_weights(real_weight)  # a malformed value fails before any minute is spent
+        train_args["real_weight"] = real_weight
+    return train_args
+
+
 def _batches(
     cache: Path, train_args: dict, size: int, batch: int, seed: int, workers: int, pin: bool
 ) -> Iterator[tuple]:
@@ -401,7 +412,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     del unpruned
     teacher.to(device, memory_format=torch.channels_last)
     distil = Distillation(teacher, teacher_size, args.lr, args.alpha, args.temperature)
-    stream = batches(cache, ckpt.get("args", {}), size, args.batch, args.seed, device, args.workers)
+    stream = batches(cache, draws(ckpt, args.real_weight), size, args.batch, args.seed, device, args.workers)
     table_path = out / "pruning.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else []
     done = {r["target"] for r in table}
@@ -554,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="7: INT8 files whose weights no CPU's 16-bit pair sums can saturate; the control "
         "fine-tune, or each level's recovery, learns that grid (detector.training.qat)",
+    )
+    ap.add_argument(
+        "--real-weight",
+        default=None,
+        help="draw these sources' real faces more, e.g. political=8,ffpp=2 ('' for none; default: as "
+        "the student was trained)",
     )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--alpha", type=float, default=0.5)
