@@ -148,7 +148,8 @@ CONTROL_STEPS ?= 2330
 # about 25 steps a minute)
 RECOVER_MINUTES ?= 100
 # release-prune's clock the same way: its 2,300-step recovery at the last level ends by these minutes
-# if the CPU is slower than 25 steps a minute, so the cut lands inside one session
+# if the CPU does fewer than about 29 steps a minute (this one did 20 to 30), so the cut lands inside
+# one session
 PRUNE_MINUTES ?= 80
 # empty: the recovery draws real faces as the student's training did; e.g. political=8,ffpp=2 to
 # draw a source that pruning cost more often (prune --real-weight)
