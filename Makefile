@@ -152,7 +152,8 @@ RECOVER_MINUTES ?= 100
 # one session
 PRUNE_MINUTES ?= 80
 # empty: the recovery draws real faces as the student's training did; e.g. political=8,ffpp=2 to
-# draw a source that pruning cost more often (prune --real-weight)
+# draw a source that pruning cost more often (prune --real-weight; that value did not win political
+# back on 2026-12-06, docs/experiments.md)
 RECOVER_REAL_WEIGHT ?=
 release: setup
 	$(MAKE) release-prune
