@@ -8,6 +8,12 @@
 #   bash scripts/gpu-release.sh receive          # keep this call's part of the crops
 #   bash scripts/gpu-release.sh run L_MIN C_MIN  # prune to $LEVELS, then the 7-bit control
 #   bash scripts/gpu-release.sh run L_MIN 0      # prune to $LEVELS, the recovery on the 7-bit grid
+#   bash scripts/gpu-release.sh recover C_MIN    # `make release-recover`'s training: the committed
+#                                                # cut (lite0-pruned.pt) on the 7-bit grid
+#
+# `run` and `recover` unpack the crops first unless they are there; two chains run side by side in
+# one call when each is given its own TAG (its folder and log) and half the WORKERS, after one
+# `unpack` (docs/experiments.md, 2026-12-06 fifth session).
 #
 # L_MIN bounds each level's recovery, C_MIN the control, in minutes (the cosines end by the
 # clock: detector.training.prune --minutes); with C_MIN 0 there is no control, each level's
@@ -31,6 +37,9 @@ STEP_FT=${STEP_FT:-40}
 CACHE=.cache/gpu-crops     # the training split alone: never the prepared cache
 LEVELS=${LEVELS:-0.365}     # the levels in turn, the last one kept (0.4.0: 0.365; a dry run: 0.04)
 FINAL=${LEVELS##*,}
+TAG=${TAG:-gpu}             # this chain's folder (.cache/$TAG), log ($OUT/$TAG.log) and weights ($OUT/$TAG-*.pt)
+PRUNED=models/weights/lite0-pruned.pt
+LIMIT=${LIMIT:-540}         # seconds this chain may take: each stage is killed before the next one's share
 
 for part in .gpu/crops/part-*; do [ -d "$part" ] && cp -r "$part" /tmp/pack/; done
 ls /tmp/pack
@@ -76,25 +85,35 @@ print(f"augment {1000 * (time.time() - t) / 200:.2f} ms per crop, one process")
 EOF
 	;;
 receive) ;;
+unpack)
+	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	;;
 run)
-	$PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
 	C_MIN=$3
 	GRID=8
 	[ "$C_MIN" = 0 ] && GRID=7 # no control: the recovery learns the 7-bit grid
-	LIMIT=${LIMIT:-540} # seconds this call may take: the pruning is killed before the control's share
-	timeout $((LIMIT - 60 * ${C_MIN%.*} - 60)) $PY -m detector.training.prune $WEIGHTS --out .cache/gpu/hops \
+	timeout $((LIMIT - 60 * ${C_MIN%.*} - 60)) $PY -m detector.training.prune $WEIGHTS --out .cache/$TAG/hops \
 		--cache $CACHE --levels "$LEVELS" --step-finetune $STEP_FT --level-finetune 50000 --minutes "$2" \
 		--importance-batches 2 --no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE \
-		--weight-bits $GRID >"$OUT/hops.log" 2>&1
+		--weight-bits $GRID >"$OUT/$TAG.log" 2>&1
 	# the final level only: an earlier hop's must not pass for it
-	level=.cache/gpu/hops/$($PY -c "from detector.training.prune import level_name; print(level_name($FINAL))")
-	cp $level/model.pt "$OUT/pruned.pt" || exit 1
+	level=.cache/$TAG/hops/$($PY -c "from detector.training.prune import level_name; print(level_name($FINAL))")
+	cp $level/model.pt "$OUT/$TAG-pruned.pt" || exit 1
 	[ "$GRID" = 7 ] && { ls -la "$OUT"; exit 0; }
 	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $level/model.pt --base $WEIGHTS \
-		--out .cache/gpu/control --cache $CACHE --control-steps 50000 --minutes "$C_MIN" --weight-bits 7 \
-		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >>"$OUT/hops.log" 2>&1
-	cp .cache/gpu/control/control/model.pt "$OUT/control.pt"
+		--out .cache/$TAG/control --cache $CACHE --control-steps 50000 --minutes "$C_MIN" --weight-bits 7 \
+		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >>"$OUT/$TAG.log" 2>&1
+	cp .cache/$TAG/control/control/model.pt "$OUT/$TAG-control.pt"
 	ls -la "$OUT"
 	;;
-*) echo "usage: $0 smoke|receive|run L_MIN C_MIN" >&2; exit 2 ;;
+recover)
+	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $PRUNED --base $WEIGHTS \
+		--out .cache/$TAG/control --cache $CACHE --control-steps 50000 --minutes "$2" --weight-bits 7 \
+		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >"$OUT/$TAG.log" 2>&1
+	cp .cache/$TAG/control/control/model.pt "$OUT/$TAG-control.pt" || exit 1
+	ls -la "$OUT"
+	;;
+*) echo "usage: $0 smoke|receive|unpack|run L_MIN C_MIN|recover C_MIN" >&2; exit 2 ;;
 esac
