@@ -365,6 +365,15 @@ window.UnmaskDevice = (function () {
       return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     }
 
+    // A face's verdict as detector.results.face_verdict gives it: with the card's two thresholds
+    // (on the calibrated probability) "uncertain" lies between them; a card with one threshold
+    // splits real from fake. (card.threshold alone is on the uncalibrated sigmoid.)
+    function faceVerdict(p) {
+      const t = card.thresholds;
+      if (t) return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
+      return p >= card.threshold ? "fake" : "real";
+    }
+
     // One frame: the same answer as the server's /webcam/frame. `live` keeps only faces as sure
     // as the live rule (what the server's frame task keeps too); without it, every face found.
     async function analyze(canvas, live) {
@@ -377,10 +386,12 @@ window.UnmaskDevice = (function () {
         const p = k >= 0 ? probs[k] : null;
         const item = { box: f.box, confidence: f.confidence, fake_probability: p };
         if (p === null) item.too_small = true;
-        item.verdict = p === null ? null : p >= card.threshold ? "fake" : "real";
+        item.verdict = p === null ? null : faceVerdict(p);
         return item;
       });
-      const answer = { width: canvas.width, height: canvas.height, threshold: card.threshold, faces: out };
+      // as the server: `threshold` is the fake threshold on the calibrated probability
+      const threshold = card.thresholds ? card.thresholds.fake : card.threshold;
+      const answer = { width: canvas.width, height: canvas.height, threshold: threshold, faces: out };
       if (card.thresholds) answer.thresholds = card.thresholds;
       return answer;
     }

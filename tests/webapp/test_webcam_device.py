@@ -28,6 +28,7 @@ import testmedia
 from detector.classifier import Predictor
 from detector.config import REPO_ROOT, get_settings
 from detector.faces import create_detector, crop_face, mask_frame
+from detector.results import Thresholds, face_verdict
 from detector.training.parity import TOLERANCE
 from webapp import create_app
 from webapp.errors import CSP
@@ -308,7 +309,7 @@ def test_on_device_scores_match_the_python_predictor(page, device_server):
                 const card = engine.card;
                 const crop = UnmaskDevice.cropFace(
                     rgba, canvas.width, canvas.height, c.box, card.crop_margin, card.input_size, card.frame_mask);
-                out.push({browser: browser, found: found.faces, crop: Array.from(crop)});
+                out.push({browser: browser, found: found.faces, threshold: found.threshold, crop: Array.from(crop)});
             }
             return out;
         }""",
@@ -329,6 +330,13 @@ def test_on_device_scores_match_the_python_predictor(page, device_server):
         assert result["found"], case["name"]
         best = max(_iou(case["box"], f["box"]) for f in result["found"])
         assert best > 0.7, (case["name"], case["box"], result["found"])
+        # ...and judges it as the server's frame task does: the card's two thresholds on the
+        # calibrated probability (not the card's one uncalibrated `threshold`)
+        thresholds = Thresholds.from_card(card)
+        assert result["threshold"] == pytest.approx(thresholds.fake)
+        for face in result["found"]:
+            if face["fake_probability"] is not None:
+                assert face["verdict"] == face_verdict(face["fake_probability"], thresholds), face
     print("\n".join(report))
 
 
