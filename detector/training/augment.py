@@ -4,7 +4,7 @@ Sources differ in compression, scale and colour (FFHQ is pristine, some fakes we
 figures): randomising all of these for real and fake alike stops the model from learning the
 file instead of the face. Video codecs get their own step: a frame of a small H.264 stream
 carries block and chroma traces a JPEG does not, and 0.4.0, trained without them, reads them as
-forgery (test crops at 360p through x264 CRF 35: 10 % of the reals called fake against 0.7 %,
+forgery (test crops at 360p through x264 CRF 35: 10 % of the reals called fake against 0.6 %,
 ``evaluate``'s ``shared_360p_crf35``). Pure numpy/OpenCV and PyAV (no torchvision on this stack).
 """
 
