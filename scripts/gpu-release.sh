@@ -48,6 +48,10 @@ if [ ! -d /tmp/site/torch_pruning ]; then
 fi
 export PYTHONPATH=/tmp/site:$PWD
 
+unpack_once() { # the crops, decoded once per machine: chains side by side share them
+	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+}
+
 case "${1:-}" in
 smoke)
 	nproc; nvidia-smi --query-gpu=name,memory.total --format=csv
@@ -86,10 +90,10 @@ EOF
 	;;
 receive) ;;
 unpack)
-	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	unpack_once
 	;;
 run)
-	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	unpack_once
 	C_MIN=$3
 	GRID=8
 	[ "$C_MIN" = 0 ] && GRID=7 # no control: the recovery learns the 7-bit grid
@@ -108,7 +112,7 @@ run)
 	ls -la "$OUT"
 	;;
 recover)
-	[ -f $CACHE/manifest.csv ] || $PY -m detector.training.pack /tmp/pack --unpack --cache $CACHE || exit 1
+	unpack_once
 	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $PRUNED --base $WEIGHTS \
 		--out .cache/$TAG/control --cache $CACHE --control-steps 50000 --minutes "$2" --weight-bits 7 \
 		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >"$OUT/$TAG.log" 2>&1

@@ -315,6 +315,7 @@ def test_on_device_scores_match_the_python_predictor(page, device_server):
         }""",
         cases,
     )
+    thresholds = Thresholds.from_card(card)
     report = []
     for case, crop, result in zip(cases, crops, results, strict=True):
         # The model sees the same bytes: OpenCV's resize reproduced exactly, the frame masked.
@@ -332,7 +333,6 @@ def test_on_device_scores_match_the_python_predictor(page, device_server):
         assert best > 0.7, (case["name"], case["box"], result["found"])
         # ...and judges it as the server's frame task does: the card's two thresholds on the
         # calibrated probability (not the card's one uncalibrated `threshold`)
-        thresholds = Thresholds.from_card(card)
         assert result["threshold"] == pytest.approx(thresholds.fake)
         for face in result["found"]:
             if face["fake_probability"] is not None:
