@@ -30,5 +30,28 @@ window.Unmask = (function () {
     return p === null || p === undefined ? "–" : Math.round(p * 100) + "%";
   }
 
-  return { csrfToken: csrfToken, postForm: postForm, errorMessage: errorMessage, percent: percent };
+  // The two thresholds a result or model card carries ({real, fake}, on the calibrated
+  // probability); an older card's single `threshold` is both.
+  function thresholdsOf(rules) {
+    if (rules.thresholds) return rules.thresholds;
+    return { real: rules.threshold, fake: rules.threshold };
+  }
+
+  // The verdict for a fake probability, detector/results.py's face_verdict, the server's rule:
+  // "uncertain" between the thresholds, so a score that cannot tell accuses no one. The job page,
+  // the webcam page and the on-device engine all judge with this one function.
+  function verdict(p, rules) {
+    if (p === null || p === undefined) return null;
+    const t = thresholdsOf(rules);
+    return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
+  }
+
+  return {
+    csrfToken: csrfToken,
+    postForm: postForm,
+    errorMessage: errorMessage,
+    percent: percent,
+    thresholdsOf: thresholdsOf,
+    verdict: verdict,
+  };
 })();

@@ -56,16 +56,8 @@
   };
   const FACE_WORDS = { fake: "likely fake", real: "likely real", uncertain: "the model cannot tell from this face" };
 
-  function thresholdsOf(result) {
-    if (result.thresholds) return result.thresholds;
-    return { real: result.threshold, fake: result.threshold };
-  }
-
-  function verdictFor(p, result) {
-    if (p === null || p === undefined) return null;
-    const t = thresholdsOf(result);
-    return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
-  }
+  const thresholdsOf = Unmask.thresholdsOf;
+  const verdictFor = Unmask.verdict;
 
   // A face card's verdict: its own, or its person's (videos), or from the thresholds.
   function faceVerdict(face, result) {

@@ -365,14 +365,10 @@ window.UnmaskDevice = (function () {
       return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     }
 
-    // A face's verdict as detector.results.face_verdict gives it: with the card's two thresholds
-    // (on the calibrated probability) "uncertain" lies between them; a card with one threshold
-    // splits real from fake. (card.threshold alone is on the uncalibrated sigmoid.)
-    function faceVerdict(p) {
-      const t = card.thresholds;
-      if (t) return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
-      return p >= card.threshold ? "fake" : "real";
-    }
+    // A face's verdict on the card's two calibrated thresholds, by the rule every page uses
+    // (common.js, loaded first by base.html). (card.threshold alone is on the uncalibrated
+    // sigmoid: only a card without "thresholds" is judged on it.)
+    const faceVerdict = (p) => window.Unmask.verdict(p, card);
 
     // One frame: the same answer as the server's /webcam/frame. `live` keeps only faces as sure
     // as the live rule (what the server's frame task keeps too); without it, every face found.

@@ -53,13 +53,8 @@
 
   const COLORS = { fake: "#e74c3c", real: "#2ecc71", uncertain: "#f0a020" };
 
-  // The verdict for a fake probability: two thresholds (a model card with "thresholds") leave
-  // "uncertain" between them; one threshold splits real from fake.
-  function verdictFor(p, result) {
-    const t = result.thresholds;
-    if (t) return p >= t.fake ? "fake" : p < t.real ? "real" : "uncertain";
-    return p >= result.threshold ? "fake" : "real";
-  }
+  // real / uncertain / fake on the answer's thresholds (common.js: the rule every page uses)
+  const verdictFor = Unmask.verdict;
 
   function iou(a, b) {
     const iw = Math.max(0, Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]));
