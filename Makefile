@@ -159,6 +159,11 @@ PRUNE_MINUTES ?= 80
 # draw a source that pruning cost more often (prune --real-weight; that value did not win political
 # back on 2026-12-06, docs/experiments.md)
 RECOVER_REAL_WEIGHT ?=
+# empty: the recovery distils from the committed student (WEIGHTS); e.g.
+# models/weights/lite0-release.pt to distil from 0.4.0's weights, which hold political better
+# (validation 0.849 against the student's 0.826; the 30 % cut was refused on political after a
+# recovery from the student, 2026-12-06, docs/experiments.md)
+RECOVER_TEACHER ?=
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -171,7 +176,7 @@ release-prune: setup
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
 		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos \
-		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT))
+		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT)) $(if $(RECOVER_TEACHER),--teacher $(RECOVER_TEACHER))
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there
