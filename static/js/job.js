@@ -56,15 +56,12 @@
   };
   const FACE_WORDS = { fake: "likely fake", real: "likely real", uncertain: "the model cannot tell from this face" };
 
-  const thresholdsOf = Unmask.thresholdsOf;
-  const verdictFor = Unmask.verdict;
-
   // A face card's verdict: its own, or its person's (videos), or from the thresholds.
   function faceVerdict(face, result) {
     if (face.verdict) return face.verdict;
     const person = (result.persons || []).find((p) => p.track_id === face.track_id && face.track_id !== undefined);
     if (person && person.verdict) return person.verdict;
-    return verdictFor(face.fake_probability, result);
+    return Unmask.verdict(face.fake_probability, result);
   }
 
   function showFaces(result) {
@@ -94,7 +91,7 @@
       data: {
         datasets: [
           { label: "fake probability", data: points.map((p) => ({ x: p.time, y: p.fake_probability })), borderColor: "#c0392b", pointRadius: 2, tension: 0.2 },
-          { label: "fake from here", data: points.map((p) => ({ x: p.time, y: thresholdsOf(result).fake })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
+          { label: "fake from here", data: points.map((p) => ({ x: p.time, y: Unmask.thresholdsOf(result).fake })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
         ].concat(
           result.thresholds && result.thresholds.real !== result.thresholds.fake
             ? [{ label: "real below here", data: points.map((p) => ({ x: p.time, y: result.thresholds.real })), borderColor: "#1e9e4a", borderDash: [2, 4], pointRadius: 0 }]
@@ -194,12 +191,12 @@
       }
       return;
     }
-    const verdict = result.verdict || verdictFor(result.fake_probability, result);
+    const verdict = result.verdict || Unmask.verdict(result.fake_probability, result);
     $("verdict").textContent = (HEADLINE[verdict] || "Verdict: " + verdict) + " · " + Unmask.percent(result.fake_probability) + " fake";
     $("verdict").className = "verdict " + (HEADLINE[verdict] ? verdict : "none");
     $("verdict").dataset.verdict = verdict || "";
     const faces = (result.evidence || []).length;
-    const t = thresholdsOf(result);
+    const t = Unmask.thresholdsOf(result);
     let summary = plural(faces, "face") + " judged; ";
     summary += t.real !== t.fake
       ? "real below " + Unmask.percent(t.real) + ", fake from " + Unmask.percent(t.fake) + ", uncertain between"

@@ -365,11 +365,6 @@ window.UnmaskDevice = (function () {
       return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     }
 
-    // A face's verdict on the card's two calibrated thresholds, by the rule every page uses
-    // (common.js, loaded first by base.html). (card.threshold alone is on the uncalibrated
-    // sigmoid: only a card without "thresholds" is judged on it.)
-    const faceVerdict = (p) => window.Unmask.verdict(p, card);
-
     // One frame: the same answer as the server's /webcam/frame. `live` keeps only faces as sure
     // as the live rule (what the server's frame task keeps too); without it, every face found.
     async function analyze(canvas, live) {
@@ -382,7 +377,9 @@ window.UnmaskDevice = (function () {
         const p = k >= 0 ? probs[k] : null;
         const item = { box: f.box, confidence: f.confidence, fake_probability: p };
         if (p === null) item.too_small = true;
-        item.verdict = p === null ? null : faceVerdict(p);
+        // the card's two calibrated thresholds, by the rule every page uses (common.js, loaded
+        // first by base.html); card.threshold alone is on the uncalibrated sigmoid
+        item.verdict = window.Unmask.verdict(p, card);
         return item;
       });
       // as the server: `threshold` is the fake threshold on the calibrated probability

@@ -53,9 +53,6 @@
 
   const COLORS = { fake: "#e74c3c", real: "#2ecc71", uncertain: "#f0a020" };
 
-  // real / uncertain / fake on the answer's thresholds (common.js: the rule every page uses)
-  const verdictFor = Unmask.verdict;
-
   function iou(a, b) {
     const iw = Math.max(0, Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]));
     const ih = Math.max(0, Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]));
@@ -86,7 +83,7 @@
       person.missed = 0;
       person.scores = person.scores.concat([face.fake_probability]).slice(-WINDOW);
       person.mean = person.scores.reduce((x, y) => x + y, 0) / person.scores.length;
-      person.verdict = verdictFor(person.mean, result);
+      person.verdict = Unmask.verdict(person.mean, result); // common.js: the rule every page uses
       face.person = person;
       seen.push(person);
     });
