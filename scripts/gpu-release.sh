@@ -10,6 +10,9 @@
 #   bash scripts/gpu-release.sh run L_MIN 0      # prune to $LEVELS, the recovery on the 7-bit grid
 #   bash scripts/gpu-release.sh recover C_MIN    # `make release-recover`'s training: the committed
 #                                                # cut (lite0-pruned.pt) on the 7-bit grid
+#   TEACHER=models/weights/lite0-release.pt bash scripts/gpu-release.sh recover C_MIN
+#                                                # the same, distilled from 0.4.0's weights
+#                                                # (0.5.0's recipe: make release-recover RECOVER_TEACHER=...)
 #
 # `run` and `recover` unpack the crops first unless they are there; two chains run side by side in
 # one call when each is given its own TAG (its folder and log) and half the WORKERS, after one
@@ -39,6 +42,7 @@ LEVELS=${LEVELS:-0.365}     # the levels in turn, the last one kept (0.4.0: 0.36
 FINAL=${LEVELS##*,}
 TAG=${TAG:-gpu}             # this chain's folder (.cache/$TAG), log ($OUT/$TAG.log) and weights ($OUT/$TAG-*.pt)
 PRUNED=models/weights/lite0-pruned.pt
+TEACHER=${TEACHER:-}         # recover's teacher (empty: the student, prune's default)
 LIMIT=${LIMIT:-540}         # seconds this chain may take: each stage is killed before the next one's share
 
 for part in .gpu/crops/part-*; do [ -d "$part" ] && cp -r "$part" /tmp/pack/; done
@@ -115,7 +119,8 @@ recover)
 	unpack_once
 	timeout $((LIMIT - SECONDS - 5)) $PY -m detector.training.prune $PRUNED --base $WEIGHTS \
 		--out .cache/$TAG/control --cache $CACHE --control-steps 50000 --minutes "$2" --weight-bits 7 \
-		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE >"$OUT/$TAG.log" 2>&1
+		--no-start --no-videos --no-evaluate --workers $WORKERS --device $DEVICE ${TEACHER:+--teacher "$TEACHER"} \
+		>"$OUT/$TAG.log" 2>&1
 	cp .cache/$TAG/control/control/model.pt "$OUT/$TAG-control.pt" || exit 1
 	ls -la "$OUT"
 	;;
