@@ -88,8 +88,8 @@ prepare: setup
 # cores did 22 a minute; a GPU finishes the steps early); the last step is scored too, and with
 # --ema the weights kept are their running average.
 WEIGHTS := models/weights/lite0-student.pt
-# the version the next release installs (0.4.0 is shipped)
-VERSION ?= 0.5.0
+# the version the next release installs (0.5.0 is shipped)
+VERSION ?= 0.6.0
 FROM ?= committed
 TRAIN_MINUTES ?= 60
 TRAIN_STEPS ?= $(shell echo $$(( $(TRAIN_MINUTES) * 50 )))
@@ -181,9 +181,10 @@ release-recover: setup
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there
 # instead of hours here): CANDIDATE is the 7-bit control checkpoint it returns, committed under
-# models/weights (0.4.0's: models/weights/lite0-release.pt). Export, quantization with 7-bit
-# weights, the gate and evaluation run here, where the model serves.
-CANDIDATE ?= models/weights/lite0-release.pt
+# models/weights (0.4.0's: models/weights/lite0-release.pt; 0.5.0's, recovered here on 2 cores:
+# models/weights/lite0-candidate-0.5.0.pt, the default, so `make release-from VERSION=0.5.0` rebuilds
+# the shipped model). Export, quantization with 7-bit weights, the gate and evaluation run here.
+CANDIDATE ?= models/weights/lite0-candidate-0.5.0.pt
 release-from: setup
 	$(PY) -m detector.training.export $(CANDIDATE) --out .cache/release-from/fp32
 	$(PY) -m detector.training.quantize .cache/release-from/fp32/model.onnx .cache/release-from/int8/model.onnx \

@@ -784,6 +784,15 @@ def test_prune_tiny_writes_smaller_models_and_a_table(
     (row,) = json.loads((further / "pruning.json").read_text())
     assert row["target"] == level and row["removed"] >= level and row["parameters"] < pruned["parameters"]
     assert row["macs"] < pruned["macs"] and row["base_macs"] == base["macs"]
+    # a cut's second half (make release-recover): its card tells the cut and the recovery both
+    recovered = tmp_path / "recovered"
+    argv = [str(out / "p10" / "model.pt"), "--base", str(run_dir / "best.pt"), "--out", str(recovered)]
+    argv += ["--cache", str(tiny_cache), "--no-videos", "--no-start", *flags.split(), "--control-steps", "1"]
+    assert prune_mod.main(argv) == 0
+    made = json.loads((recovered / "control" / "int8" / "card.json").read_text())["pruning"]
+    assert made["target_removed"] == 0.1 and made["control_steps"] == 1
+    assert made["method"].startswith("torch-pruning") and "; then none: 1 distillation" in made["method"]
+    assert made["control_teacher"] == str(run_dir / "best.pt") and " && " in made["command"]
 
 
 @pytest.mark.parametrize("folder", ["unmask-lite0-0.1.0", "unmask-lite0"])  # unpruned, pruned

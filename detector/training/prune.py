@@ -347,6 +347,23 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
     return Path(args.out), Path(args.cache), None if args.no_videos else Path(args.videos)
 
 
+def control_record(cut: dict, method: str, command: str, teacher: str, steps: int) -> dict:
+    """The control's pruning record. On a pruned checkpoint (``make release-recover``: the cut
+    made in an earlier session) the control is the cut's second half, so the record keeps the
+    cut's own (how much was removed, from which weights, by which command) and appends this run:
+    the card of a model released from it then says how the whole model was made, not only its
+    last fine-tune."""
+    if not cut.get("target_removed"):
+        return {"method": method, "command": command}
+    return {
+        **cut,
+        "method": f"{cut['method']}; then {method}",
+        "control_steps": steps,
+        "control_teacher": teacher,
+        "command": f"{cut['command']} && {command}",
+    }
+
+
 def control(
     model: nn.Module,
     distil: Distillation,
@@ -368,8 +385,10 @@ def control(
     method = f"none: {steps} distillation steps only (control)"
     if args.weight_bits == 7:
         method += ", convolution weights rounded to 7 bits in the forward pass"
-    pruning = {"method": method, "command": command}
-    save_level(model, ckpt, ckpt_path, pruning)
+    teacher = str(args.teacher or args.base or args.checkpoint).replace(str(Path.home()), "~")
+    save_level(
+        model, ckpt, ckpt_path, control_record(ckpt.get("pruning", {}), method, command, teacher, steps)
+    )
     row = {
         "steps": steps,
         "parameters": count_parameters(model),
