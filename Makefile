@@ -159,11 +159,10 @@ PRUNE_MINUTES ?= 80
 # draw a source that pruning cost more often (prune --real-weight; that value did not win political
 # back on 2026-12-06, docs/experiments.md)
 RECOVER_REAL_WEIGHT ?=
-# empty: the recovery distils from the committed student (WEIGHTS); e.g.
-# models/weights/lite0-release.pt to distil from 0.4.0's weights, which hold political better
-# (validation 0.849 against the student's 0.826; the 30 % cut was refused on political after a
-# recovery from the student, 2026-12-06, docs/experiments.md)
-RECOVER_TEACHER ?=
+# the recovery's teacher: 0.4.0's weights, which hold political better than the student (validation
+# 0.849 against 0.826; the 30 % cut was refused on political after a recovery from the student and
+# accepted, as 0.5.0, after one from these, 2026-12-06, docs/experiments.md); empty: the student
+RECOVER_TEACHER ?= models/weights/lite0-release.pt
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover

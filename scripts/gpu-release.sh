@@ -10,9 +10,8 @@
 #   bash scripts/gpu-release.sh run L_MIN 0      # prune to $LEVELS, the recovery on the 7-bit grid
 #   bash scripts/gpu-release.sh recover C_MIN    # `make release-recover`'s training: the committed
 #                                                # cut (lite0-pruned.pt) on the 7-bit grid
-#   TEACHER=models/weights/lite0-release.pt bash scripts/gpu-release.sh recover C_MIN
-#                                                # the same, distilled from 0.4.0's weights
-#                                                # (0.5.0's recipe: make release-recover RECOVER_TEACHER=...)
+#                                                # distilled from 0.4.0's weights as 0.5.0 was
+#                                                # (TEACHER= distils from the student instead)
 #
 # `run` and `recover` unpack the crops first unless they are there; two chains run side by side in
 # one call when each is given its own TAG (its folder and log) and half the WORKERS, after one
@@ -42,7 +41,7 @@ LEVELS=${LEVELS:-0.365}     # the levels in turn, the last one kept (0.4.0: 0.36
 FINAL=${LEVELS##*,}
 TAG=${TAG:-gpu}             # this chain's folder (.cache/$TAG), log ($OUT/$TAG.log) and weights ($OUT/$TAG-*.pt)
 PRUNED=models/weights/lite0-pruned.pt
-TEACHER=${TEACHER:-}         # recover's teacher (empty: the student, prune's default)
+TEACHER=${TEACHER-models/weights/lite0-release.pt} # recover's teacher, make release-recover's (empty: the student)
 LIMIT=${LIMIT:-540}         # seconds this chain may take: each stage is killed before the next one's share
 
 for part in .gpu/crops/part-*; do [ -d "$part" ] && cp -r "$part" /tmp/pack/; done
