@@ -371,6 +371,7 @@ def control(
     ckpt: dict,
     args: argparse.Namespace,
     command: str,
+    teacher: str,
 ) -> dict:
     """The unpruned model fine-tuned exactly as a level is, without pruning: how much of a
     level's change in AUC is the fine-tuning's own (``<out>/control.json``)."""
@@ -385,7 +386,6 @@ def control(
     method = f"none: {steps} distillation steps only (control)"
     if args.weight_bits == 7:
         method += ", convolution weights rounded to 7 bits in the forward pass"
-    teacher = str(args.teacher or args.base or args.checkpoint).replace(str(Path.home()), "~")
     save_level(
         model, ckpt, ckpt_path, control_record(ckpt.get("pruning", {}), method, command, teacher, steps)
     )
@@ -416,6 +416,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     base = Path(args.base or args.checkpoint)
     check_base(ckpt, base)
     teacher_path = Path(args.teacher or base)
+    teacher_name = str(teacher_path).replace(str(Path.home()), "~")  # as records name it
     teacher, teacher_ckpt = load_checkpoint(teacher_path)
     teacher_size = teacher_ckpt.get("size") or 224
     size = args.size or ckpt.get("size") or 224
@@ -464,7 +465,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     if not args.no_start and start not in done:
         record(start, Path(args.checkpoint), 0.0)
     if args.control_steps:
-        return [control(model, distil, stream, ckpt, args, command)]
+        return [control(model, distil, stream, ckpt, args, command, teacher_name)]
     levels = sorted(float(v) for v in args.levels.split(","))
     resume = [lv for lv in levels if lv in done and (out / level_name(lv) / "model.pt").exists()]
     if resume:
@@ -510,7 +511,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
             "target_removed": target,
             "recovery_steps": recovery,
             "recovery_weight_bits": args.weight_bits,
-            "teacher": str(args.teacher or base).replace(str(Path.home()), "~"),
+            "teacher": teacher_name,
             "base": str(base).replace(str(Path.home()), "~"),
             "base_fingerprint": fingerprint(base),
             "command": command,
