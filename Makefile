@@ -163,6 +163,9 @@ RECOVER_REAL_WEIGHT ?=
 # 0.849 against 0.826; the 30 % cut was refused on political after a recovery from the student and
 # accepted, as 0.5.0, after one from these, 2026-12-06, docs/experiments.md); empty: the student
 RECOVER_TEACHER ?= models/weights/lite0-release.pt
+# the cut's own teacher (empty: the student, as 0.5.0's 30 % cut); a deeper cut may want
+# RECOVER_TEACHER's: untried, docs/experiments.md (2026-12-06, seventh session)
+PRUNE_TEACHER ?=
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -170,7 +173,7 @@ release: setup
 release-prune: setup
 	$(PY) -m detector.training.prune $(WEIGHTS) --out .cache/release --levels $(PRUNE_LEVEL) \
 		--step-finetune $(STEP_FT) --level-finetune $(LEVEL_FT) --importance-batches 2 --no-start --no-videos --no-evaluate \
-		--minutes $(PRUNE_MINUTES) --half-copy $(PRUNED)
+		--minutes $(PRUNE_MINUTES) --half-copy $(PRUNED) $(if $(PRUNE_TEACHER),--teacher $(PRUNE_TEACHER))
 
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
