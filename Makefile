@@ -164,7 +164,7 @@ RECOVER_REAL_WEIGHT ?=
 # accepted, as 0.5.0, after one from these, 2026-12-06, docs/experiments.md); empty: the student
 RECOVER_TEACHER ?= models/weights/lite0-release.pt
 # the cut's own teacher (empty: the student, as 0.5.0's 30 % cut); a deeper cut may want
-# RECOVER_TEACHER's: untried, docs/experiments.md (2026-12-06, seventh session)
+# RECOVER_TEACHER's (models/weights/lite0-pruned-50.pt was cut so: docs/experiments.md, 2026-12-06)
 PRUNE_TEACHER ?=
 release: setup
 	$(MAKE) release-prune
