@@ -364,14 +364,16 @@ def _train_tiny(tmp_path: Path, monkeypatch, tiny: Path) -> Path:
     return train_mod.train(args)
 
 
-def test_committed_weights_export_without_a_training_state(tmp_path):
+def test_committed_weights_export_without_a_training_state(tmp_path, monkeypatch):
     """make release exports what is pruned from the committed weights, which carry no run state
-    (steps, minutes): the card then says 0 steps of its own, the run log says the rest."""
+    (steps, minutes): the card then says 0 steps of its own, the run log says the rest. Its
+    commands name the home folder as ~, so a card carries no user name."""
     import torch
 
     from detector.training import export as export_mod
     from detector.training.model import create_model
 
+    monkeypatch.setenv("HOME", str(tmp_path))
     weights = tmp_path / "weights.pt"
     model = create_model("lite0").state_dict()
     torch.save(
@@ -380,6 +382,8 @@ def test_committed_weights_export_without_a_training_state(tmp_path):
     assert export_mod.main([str(weights), "--out", str(tmp_path / "out")]) == 0
     card = json.loads((tmp_path / "out" / "card.json").read_text())
     assert card["training"]["steps"] == 0 and card["training"]["run"] == "r" and card["input_size"] == 64
+    assert card["commands"]["export"].startswith("python -m detector.training.export ~/weights.pt ")
+    assert str(tmp_path) not in card["commands"]["export"]
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ def withheld_auc(report: dict, held: str) -> float:
 def row(name: str, flags: list[str], report: dict, minutes: float) -> dict:
     out = {
         "run": name,
-        "flags": " ".join(flags).replace(str(Path.home()), "~"),
+        "flags": export_mod.as_recorded(" ".join(flags)),
         "minutes": round(minutes, 1),
         "auc": report["auc"],
         "dfdc_auc": report["dfdc_auc"],

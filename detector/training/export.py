@@ -20,6 +20,12 @@ from .model import ARCHS, LogitAndCam, load_checkpoint
 from .prepare import CROP_MARGIN
 
 
+def as_recorded(text: str | Path) -> str:
+    """A path or command as cards and run logs keep it: the home folder as ``~``, so a record
+    reads the same whoever ran it and carries no user name."""
+    return str(text).replace(str(Path.home()), "~")
+
+
 def export_onnx(model: torch.nn.Module, size: int, path: Path) -> None:
     wrapper = LogitAndCam(model).eval()
     dummy = torch.zeros(1, 3, size, size)
@@ -149,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "prepare": "make prepare",
             "train": "python -m detector.training.train " + " ".join(_cli_args(train_args)),
-            "export": "python -m detector.training.export "
-            + f"{str(args.checkpoint).replace(str(Path.home()), '~')} --out {args.out}",
+            "export": as_recorded(f"python -m detector.training.export {args.checkpoint} --out {args.out}"),
         }
     )
     card_path.write_text(json.dumps(card, indent=2) + "\n")

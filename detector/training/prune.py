@@ -416,7 +416,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
     base = Path(args.base or args.checkpoint)
     check_base(ckpt, base)
     teacher_path = Path(args.teacher or base)
-    teacher_name = str(teacher_path).replace(str(Path.home()), "~")  # as records name it
+    teacher_name = export_mod.as_recorded(teacher_path)  # as records name it
     teacher, teacher_ckpt = load_checkpoint(teacher_path)
     teacher_size = teacher_ckpt.get("size") or 224
     size = args.size or ckpt.get("size") or 224
@@ -512,7 +512,7 @@ def prune(args: argparse.Namespace) -> list[dict]:
             "recovery_steps": recovery,
             "recovery_weight_bits": args.weight_bits,
             "teacher": teacher_name,
-            "base": str(base).replace(str(Path.home()), "~"),
+            "base": export_mod.as_recorded(base),
             "base_fingerprint": fingerprint(base),
             "command": command,
         }
@@ -630,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.argv = [a.replace(str(Path.home()), "~") for a in argv]
+    args.argv = [export_mod.as_recorded(a) for a in argv]
     prune(args)
     return 0
 
