@@ -86,15 +86,16 @@
     if (result.kind !== "video" || !points.length) return;
     $("timeline-box").hidden = false;
     if (typeof Chart === "undefined") return;
+    const t = Unmask.thresholdsOf(result);
     new Chart($("timeline"), {
       type: "line",
       data: {
         datasets: [
           { label: "fake probability", data: points.map((p) => ({ x: p.time, y: p.fake_probability })), borderColor: "#c0392b", pointRadius: 2, tension: 0.2 },
-          { label: "fake from here", data: points.map((p) => ({ x: p.time, y: Unmask.thresholdsOf(result).fake })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
+          { label: "fake from here", data: points.map((p) => ({ x: p.time, y: t.fake })), borderColor: "#888", borderDash: [4, 4], pointRadius: 0 },
         ].concat(
-          result.thresholds && result.thresholds.real !== result.thresholds.fake
-            ? [{ label: "real below here", data: points.map((p) => ({ x: p.time, y: result.thresholds.real })), borderColor: "#1e9e4a", borderDash: [2, 4], pointRadius: 0 }]
+          t.real !== t.fake
+            ? [{ label: "real below here", data: points.map((p) => ({ x: p.time, y: t.real })), borderColor: "#1e9e4a", borderDash: [2, 4], pointRadius: 0 }]
             : []
         ),
       },

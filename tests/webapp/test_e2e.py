@@ -40,6 +40,14 @@ def test_upload_video_shows_progress_then_a_playable_result(page, live_server, t
     assert page.get_attribute("#verdict", "data-verdict") in ("real", "fake", "uncertain")
     assert page.locator("#faces img").count() >= 2  # the crop and its heatmap
     assert page.locator("#timeline-box").is_visible()
+    # the score over time, with both thresholds as lines: fake from the upper, real below the lower
+    page.wait_for_function("() => window.Chart && Chart.getChart(document.querySelector('#timeline'))")
+    lines = page.evaluate(
+        "() => Chart.getChart(document.querySelector('#timeline')).data.datasets"
+        ".map((d) => [d.label, d.data[0].y])"
+    )
+    assert [label for label, _ in lines] == ["fake probability", "fake from here", "real below here"]
+    assert 0 < lines[2][1] < lines[1][1] < 1
     assert not page.csp_errors
 
 
