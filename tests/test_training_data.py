@@ -680,6 +680,24 @@ def test_pack_carries_the_training_crops_in_parts_and_unpacks_them(tiny_cache, t
         unpack(tmp_path / "pack", tmp_path / "again")
 
 
+def test_a_recovery_continued_in_a_later_session_keeps_the_cut_and_counts_every_step():
+    """The card of a model released from a cut recovered over two sessions says how much was cut,
+    by which command, and every recovery step, not only the last session's."""
+    from detector.training.prune import control_record
+
+    assert control_record({}, "none: 5 steps", "prune a", "t.pt", 5) == {
+        "method": "none: 5 steps",
+        "command": "prune a",
+    }
+    cut = {"method": "taylor", "target_removed": 0.5, "command": "prune cut"}
+    first = control_record(cut, "none: 100 steps", "prune first", "t.pt", 100)
+    assert first["target_removed"] == 0.5 and first["control_steps"] == 100
+    second = control_record(first, "none: 40 steps", "prune second", "t.pt", 40)
+    assert second["control_steps"] == 140 and second["target_removed"] == 0.5
+    assert second["command"] == "prune cut && prune first && prune second"
+    assert second["method"] == "taylor; then none: 100 steps; then none: 40 steps"
+
+
 @pytest.mark.parametrize("bits", [8, 7])
 def test_prune_without_evaluation_saves_the_level_for_elsewhere(tmp_path, monkeypatch, tiny_cache, bits):
     """A GPU machine prunes and recovers (--no-evaluate) and returns the level's checkpoint;

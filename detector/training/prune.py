@@ -352,13 +352,14 @@ def control_record(cut: dict, method: str, command: str, teacher: str, steps: in
     made in an earlier session) the control is the cut's second half, so the record keeps the
     cut's own (how much was removed, from which weights, by which command) and appends this run:
     the card of a model released from it then says how the whole model was made, not only its
-    last fine-tune."""
+    last fine-tune. A recovery continued in a later session (its checkpoint as the cut) adds
+    its steps to the earlier ones', so ``control_steps`` counts every recovery step."""
     if not cut.get("target_removed"):
         return {"method": method, "command": command}
     return {
         **cut,
         "method": f"{cut['method']}; then {method}",
-        "control_steps": steps,
+        "control_steps": cut.get("control_steps", 0) + steps,
         "control_teacher": teacher,
         "command": f"{cut['command']} && {command}",
     }
