@@ -166,6 +166,12 @@ RECOVER_TEACHER ?= models/weights/lite0-release.pt
 # the cut's own teacher (empty: the student, as 0.5.0's 30 % cut); a deeper cut may want
 # RECOVER_TEACHER's (models/weights/lite0-pruned-50.pt was cut so: docs/experiments.md, 2026-12-06)
 PRUNE_TEACHER ?=
+# a recovery longer than a session: RECOVER_KEEP names the FP16 file the recovery is written to
+# before the gate reads it (commit it; the next session passes it as PRUNED and continues, every step
+# counted in the card's pruning record), RECOVER_SEED draws batches the earlier run did not (the
+# 53.7 % cut: docs/experiments.md, 2026-12-06, eighth session)
+RECOVER_KEEP ?=
+RECOVER_SEED ?= 0
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -178,7 +184,8 @@ release-prune: setup
 release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
 		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos \
-		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT)) $(if $(RECOVER_TEACHER),--teacher $(RECOVER_TEACHER))
+		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT)) $(if $(RECOVER_TEACHER),--teacher $(RECOVER_TEACHER)) \
+		$(if $(RECOVER_KEEP),--half-copy $(RECOVER_KEEP)) $(if $(filter-out 0,$(RECOVER_SEED)),--seed $(RECOVER_SEED))
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there

@@ -731,6 +731,47 @@ def test_prune_without_evaluation_saves_the_level_for_elsewhere(tmp_path, monkey
     assert (off_grid < 1e-3) == (bits == 7)
 
 
+def test_a_recovery_continues_from_its_committed_half_copy(tmp_path, monkeypatch, tiny_cache):
+    """make release-recover keeps its recovery in FP16 (--half-copy) before the gate reads it, so
+    a recovery longer than a session is continued by the next from the committed file, every
+    step counted."""
+    import torch
+
+    from detector.training import prune as prune_mod
+    from detector.training.model import load_checkpoint
+
+    run_dir = _train_tiny(tmp_path, monkeypatch, tiny_cache)
+    common = f"--cache {tiny_cache} --batch 4 --threads 1 --no-start --device cpu --workers 0 --no-evaluate"
+    cut = tmp_path / "cut"
+    flags = "--levels 0.1 --step-ratio 0.05 --importance-batches 1 --step-finetune 1 --level-finetune 2"
+    assert prune_mod.main([str(run_dir / "best.pt"), "--out", str(cut), *flags.split(), *common.split()]) == 0
+    half = tmp_path / "recovering.pt"
+    for session, start in enumerate([cut / "p10" / "model.pt", half], start=1):
+        argv = [str(start), "--base", str(run_dir / "best.pt"), "--out", str(tmp_path / f"r{session}")]
+        argv += f"--control-steps 3 --weight-bits 7 --seed {session} --half-copy {half}".split()
+        assert prune_mod.main(argv + common.split()) == 0
+        saved = torch.load(half, map_location="cpu", weights_only=False)
+        dtypes = {v.dtype for v in _tensors(saved["model"])}
+        assert torch.float16 in dtypes and torch.float32 not in dtypes
+        assert saved["pruning"]["control_steps"] == 3 * session
+        assert saved["pruning"]["target_removed"] == 0.1
+    model, _ = load_checkpoint(half)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1)
+
+
+def _tensors(state) -> list:
+    """Every tensor in torch-pruning's nested state dict."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for v in state.values() for t in _tensors(v)]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in _tensors(v)]
+    return []
+
+
 @pytest.mark.slow
 def test_prune_tiny_writes_smaller_models_and_a_table(
     tmp_path, monkeypatch, tiny_cache, make_clip, face_image

@@ -390,6 +390,8 @@ def control(
     save_level(
         model, ckpt, ckpt_path, control_record(ckpt.get("pruning", {}), method, command, teacher, steps)
     )
+    if args.half_copy:  # kept before the gate reads it: a refused recovery is continued next session
+        save_half(model, ckpt_path, Path(args.half_copy))
     row = {
         "steps": steps,
         "parameters": count_parameters(model),
@@ -616,8 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--half-copy",
         default="",
-        help="also write the last level with FP16 weights here (make release-prune: the file committed "
-        "between the two halves of a CPU release)",
+        help="also write the last level (or the control) with FP16 weights here (make release-prune: the "
+        "file committed between the two halves of a CPU release; make release-recover: a recovery that "
+        "the next session continues from)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--videos", default=str(evaluate_mod.VIDEOS))
