@@ -171,7 +171,7 @@ PRUNE_TEACHER ?=
 # counted in the card's pruning record), RECOVER_SEED draws batches the earlier run did not (the
 # 53.7 % cut: docs/experiments.md, 2026-12-06, eighth session)
 RECOVER_KEEP ?=
-RECOVER_SEED ?= 0
+RECOVER_SEED ?=
 release: setup
 	$(MAKE) release-prune
 	$(MAKE) release-recover
@@ -185,7 +185,7 @@ release-recover: setup
 	$(PY) -m detector.training.prune $(PRUNED) --base $(WEIGHTS) --out .cache/release-long \
 		--control-steps $(CONTROL_STEPS) --minutes $(RECOVER_MINUTES) --weight-bits 7 --no-start --no-videos \
 		$(if $(RECOVER_REAL_WEIGHT),--real-weight $(RECOVER_REAL_WEIGHT)) $(if $(RECOVER_TEACHER),--teacher $(RECOVER_TEACHER)) \
-		$(if $(RECOVER_KEEP),--half-copy $(RECOVER_KEEP)) $(if $(filter-out 0,$(RECOVER_SEED)),--seed $(RECOVER_SEED))
+		$(if $(RECOVER_KEEP),--half-copy $(RECOVER_KEEP)) $(if $(RECOVER_SEED),--seed $(RECOVER_SEED))
 	$(PY) -m detector.training.release .cache/release-long/control/int8 --install --version $(VERSION)
 
 # The same release with its training done on a lent GPU (scripts/gpu-release.sh, minutes there
