@@ -169,7 +169,8 @@ PRUNE_TEACHER ?=
 # a recovery longer than a session: RECOVER_KEEP names the FP16 file the recovery is written to
 # before the gate reads it (commit it; the next session passes it as PRUNED and continues, every step
 # counted in the card's pruning record), RECOVER_SEED draws batches the earlier run did not (the
-# 53.7 % cut: docs/experiments.md, 2026-12-06, eighth session)
+# 53.7 % cut: docs/experiments.md, 2026-12-06, eighth session); CONTROL_STEPS still caps each run, so
+# a continuation meant to fill RECOVER_MINUTES raises it too (CONTROL_STEPS=3700 RECOVER_MINUTES=95)
 RECOVER_KEEP ?=
 RECOVER_SEED ?=
 release: setup
